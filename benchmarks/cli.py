@@ -1,0 +1,54 @@
+"""``byol-bench``: one console script, one sub-command per stage.
+
+Each sub-command forwards its arguments to the ``main(argv)`` of the module that owns it, imported only
+when used, so a stage's optional dependencies never slow down or break the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# sub-command -> (module, function, one-line help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "datasets": ("benchmarks.datasets_cli", "main", "list datasets, their splits and availability"),
+    "baseline": ("benchmarks.datasets_cli", "baseline_main", "make the random-init / supervised artifacts"),
+    "pretrain": ("pretrain.cli", "main", "BYOL pretraining from a YAML config + dotted overrides"),
+    "export": ("pretrain.cli", "export_main", "export a run's backbone artifact (+ detectron2 .pkl)"),
+    "eval": ("downstream.cli", "main", "evaluate an artifact with one evaluator on one dataset"),
+    "run": ("benchmarks.runner.cli", "run_main", "run a benchmark suite (resumable)"),
+    "leaderboard": ("benchmarks.runner.cli", "leaderboard_main", "aggregate records into leaderboard tables"),
+    "analyze": ("downstream.analysis.cli", "main", "representation analysis figures and report"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``byol-bench`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="byol-bench",
+        description="Pretrain with BYOL, export backbones, evaluate transfer, publish leaderboards.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, _, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        parser.error(f"unknown command '{name}' (choose from {', '.join(COMMANDS)})")
+    module_name, func_name, _ = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
+            print(f"byol-bench {name}: not built yet ({module_name} is missing)", file=sys.stderr)
+            return 2
+        raise
+    return int(getattr(module, func_name)(rest) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The evaluator contract and registry.
+
+An evaluator is a function registered by name::
+
+    @register_evaluator("knn", config=KnnConfig, task="classification", frozen=True,
+                        selection_rule="k and T fixed, or chosen on val; test reported")
+    def knn(ctx: EvalContext, cfg: KnnConfig) -> dict[str, float]: ...
+
+It receives an ``EvalContext`` (the loaded artifact with its frozen backbone, the dataset name and
+options, seed, device, a work directory and the shared feature cache) and its own validated config
+dataclass, and returns a flat ``dict[str, float]`` of metrics. It must not choose anything on the test
+split. ``frozen=True`` evaluators are checked by the runner: backbone parameters and BN buffers must be
+bit-identical afterwards. Evaluators are plain modules imported explicitly by ``downstream.evaluators``;
+registering a name twice is an error. The runner (``downstream.api.evaluate``) nests each evaluator's
+metrics under its name and refuses key collisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["EvaluatorSpec", "EVALUATORS", "register_evaluator", "get_evaluator", "EvaluatorError"]
+
+
+class EvaluatorError(ValueError):
+    """Unknown evaluator, or an evaluator used on data it cannot handle."""
+
+
+@dataclass(frozen=True)
+class EvaluatorSpec:
+    name: str
+    fn: Callable[..., dict[str, float]]
+    config: type  # a frozen dataclass with defaults for every field
+    task: str  # "classification" | "detection"
+    frozen: bool  # backbone must be unchanged afterwards (checked by the runner)
+    selection_rule: str  # how reported numbers were selected (goes into every record)
+
+
+EVALUATORS: dict[str, EvaluatorSpec] = {}
+
+
+def register_evaluator(
+    name: str, *, config: type, task: str, frozen: bool, selection_rule: str
+) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
+    """Register ``fn(ctx, cfg) -> dict[str, float]`` under ``name``."""
+
+    def deco(fn: Callable[..., dict[str, float]]) -> Callable[..., dict[str, float]]:
+        if name in EVALUATORS:
+            raise ValueError(f"evaluator '{name}' is already registered")
+        EVALUATORS[name] = EvaluatorSpec(name, fn, config, task, frozen, selection_rule)
+        return fn
+
+    return deco
+
+
+def get_evaluator(name: str) -> EvaluatorSpec:
+    """The spec registered as ``name``; importing ``downstream.evaluators`` registers the built-ins."""
+    import downstream.evaluators  # noqa: F401  (explicit import of the built-in plug-ins)
+
+    if name not in EVALUATORS:
+        raise EvaluatorError(f"unknown evaluator '{name}' (known: {', '.join(sorted(EVALUATORS))})")
+    return EVALUATORS[name]
+
+
+def describe(spec: EvaluatorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "task": spec.task, "frozen": spec.frozen, "selection_rule": spec.selection_rule}
