@@ -24,11 +24,23 @@ from torch import nn
 
 from zoo.backbones import BackboneError, build_backbone, get_spec
 from zoo.datasets import IMAGENET_MEAN, IMAGENET_STD
+from zoo.heads import MLPSpec, build_mlp
 from zoo.io import atomic_replace_dir, atomic_write_json, code_version, read_json, sha256_file, utc_now
 
-__all__ = ["ArtifactMeta", "Artifact", "ArtifactError", "save_artifact", "load_artifact", "WEIGHTS", "META"]
+__all__ = [
+    "ArtifactMeta",
+    "Artifact",
+    "ArtifactError",
+    "save_artifact",
+    "load_artifact",
+    "load_heads",
+    "read_meta",
+    "WEIGHTS",
+    "META",
+]
 
 WEIGHTS = "weights.safetensors"
+HEADS = "heads.safetensors"
 META = "meta.json"
 FORMAT_VERSION = 1
 
@@ -72,8 +84,17 @@ class Artifact:
         return self.meta.weights_sha256
 
 
-def save_artifact(directory: str | os.PathLike, backbone: nn.Module, meta: ArtifactMeta) -> Path:
-    """Write ``backbone``'s weights and ``meta`` to ``directory`` atomically; return the directory."""
+def save_artifact(
+    directory: str | os.PathLike,
+    backbone: nn.Module,
+    meta: ArtifactMeta,
+    heads: dict[str, tuple[MLPSpec, nn.Module]] | None = None,
+) -> Path:
+    """Write ``backbone``'s weights and ``meta`` to ``directory`` atomically; return the directory.
+
+    ``heads`` (optional) are MLPs on top of the backbone, e.g. ``{"projector": (spec, module)}``; they go
+    to ``heads.safetensors`` with their specs and hash in ``meta.extra``.
+    """
     from safetensors.torch import save_file
 
     spec = get_spec(meta.architecture)
@@ -87,7 +108,17 @@ def save_artifact(directory: str | os.PathLike, backbone: nn.Module, meta: Artif
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         save_file(state, str(tmp / WEIGHTS), metadata={"architecture": meta.architecture})
-        meta = dataclasses.replace(meta, weights_sha256=sha256_file(tmp / WEIGHTS))
+        extra = dict(meta.extra)
+        if heads:
+            head_state = {
+                f"{name}.{k}": v.detach().cpu().contiguous().clone()
+                for name, (_, module) in heads.items()
+                for k, v in module.state_dict().items()
+            }
+            save_file(head_state, str(tmp / HEADS))
+            extra["heads"] = {name: spec.to_dict() for name, (spec, _) in heads.items()}
+            extra["heads_sha256"] = sha256_file(tmp / HEADS)
+        meta = dataclasses.replace(meta, weights_sha256=sha256_file(tmp / WEIGHTS), extra=extra)
         atomic_write_json(tmp / META, meta.to_dict())
         atomic_replace_dir(tmp, directory)
     finally:
@@ -159,3 +190,29 @@ def load_artifact(directory: str | os.PathLike, map_location: str | torch.device
     model.load_state_dict(state, strict=True)
     model.to(map_location).eval()
     return Artifact(path=directory, meta=meta, model=model)
+
+
+def load_heads(artifact: Artifact, map_location: str | torch.device = "cpu") -> dict[str, nn.Module]:
+    """The MLP heads stored with an artifact (``{}`` when it has none), hash-checked, in eval mode."""
+    from safetensors.torch import load_file
+
+    specs = artifact.meta.extra.get("heads") or {}
+    if not specs:
+        return {}
+    path = artifact.path / HEADS
+    if not path.is_file():
+        raise ArtifactError(f"{artifact.path}: meta.json lists heads but {HEADS} is missing")
+    if sha256_file(path) != artifact.meta.extra.get("heads_sha256"):
+        raise ArtifactError(f"{path}: sha256 does not match meta.json (file corrupted or replaced)")
+    state = load_file(str(path), device=str(map_location))
+    out: dict[str, nn.Module] = {}
+    for name, spec_dict in specs.items():
+        module = build_mlp(MLPSpec(**spec_dict))
+        prefix = f"{name}."
+        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        try:
+            module.load_state_dict(sub, strict=True)
+        except RuntimeError as exc:
+            raise ArtifactError(f"{path}: head '{name}' does not fit its spec ({exc})") from exc
+        out[name] = module.to(map_location).eval()
+    return out
