@@ -1,0 +1,50 @@
+"""What an evaluator receives besides its own config: ``EvalContext``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from zoo.datasets import ClassificationSplit, DatasetOptions, DetectionSplit, load_dataset
+
+__all__ = ["EvalContext"]
+
+
+@dataclass
+class EvalContext:
+    """A loaded artifact (frozen backbone in eval mode), the dataset to evaluate on, and shared services.
+
+    ``artifact`` has ``.model`` (``nn.Module`` or a pseudo-backbone such as raw pixels), ``.meta``
+    (``zoo.artifact.ArtifactMeta``), ``.sha256`` and ``.path``. ``work_dir`` is the evaluator's own scratch
+    / output folder; ``cache_dir`` holds shared caches (features).
+    """
+
+    artifact: Any
+    dataset: str
+    dataset_options: DatasetOptions
+    seed: int
+    device: torch.device
+    work_dir: Path
+    cache_dir: Path
+    _splits: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def load_split(self, split: str) -> ClassificationSplit | DetectionSplit:
+        """The dataset split, loaded once per context (at the artifact's input size unless overridden)."""
+        if split not in self._splits:
+            opts = self.dataset_options
+            if opts.image_size is None and getattr(self.artifact.meta, "input_size", None):
+                from dataclasses import replace
+
+                opts = replace(opts, image_size=self.artifact.meta.input_size)
+            self._splits[split] = load_dataset(self.dataset, split, opts)
+        return self._splits[split]
+
+    def features(self, split: str, layer: str = "pool") -> tuple[torch.Tensor, np.ndarray]:
+        """Frozen features ``N × D`` (float32, CPU) and labels of ``split``, from the shared on-disk cache."""
+        from downstream.features import get_features
+
+        return get_features(self, split, layer=layer)
