@@ -39,15 +39,18 @@ def main(argv: list[str]) -> int:
 def baseline_main(argv: list[str]) -> int:
     """Create a baseline artifact: ``random-init`` or ``supervised`` (trained with labels)."""
     from zoo.baselines import SupervisedConfig, random_init_artifact, supervised_artifact
-    from zoo.config import load_config
+    from zoo.config import ConfigError, load_config
 
     p = argparse.ArgumentParser(prog="byol-bench baseline", description=baseline_main.__doc__)
     p.add_argument("kind", choices=["random-init", "supervised"])
     p.add_argument("--out", required=True, help="artifact directory to write")
     p.add_argument("--config", default=None, help="YAML overrides of SupervisedConfig")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. epochs=10 arch=resnet50")
-    args = p.parse_args(argv)
-    cfg = load_config(SupervisedConfig, args.config, args.overrides)
+    args = p.parse_intermixed_args(argv)
+    try:
+        cfg = load_config(SupervisedConfig, args.config, args.overrides)
+    except (ConfigError, ValueError) as exc:
+        p.error(str(exc))
     if args.kind == "random-init":
         path = random_init_artifact(Path(args.out), cfg.arch, cfg.seed, cfg.image_size)
     else:
