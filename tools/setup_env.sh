@@ -11,7 +11,7 @@ TORCH_SPEC=${TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
 VENV=.venv
 PIP="$VENV/bin/python -m pip"
 STAMP="$VENV/.byol-bench-setup"
-fingerprint=$( (echo "$TORCH_SPEC"; cat pyproject.toml tools/setup_env.sh tools/install_detectron2.py 2>/dev/null) | sha256sum | cut -c1-16)
+fingerprint=$( (echo "$TORCH_SPEC"; cat pyproject.toml tools/setup_env.sh tools/install_detectron2.py 2>/dev/null || true) | sha256sum | cut -c1-16)
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$fingerprint" ] && "$VENV/bin/python" -c "import torch, torchvision, zoo" 2>/dev/null; then
   echo "setup: .venv is up to date ($fingerprint)"
