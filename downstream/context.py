@@ -20,7 +20,8 @@ class EvalContext:
 
     ``artifact`` has ``.model`` (``nn.Module`` or a pseudo-backbone such as raw pixels), ``.meta``
     (``zoo.artifact.ArtifactMeta``), ``.sha256`` and ``.path``. ``work_dir`` is the evaluator's own scratch
-    / output folder; ``cache_dir`` holds shared caches (features).
+    / output folder; ``cache_dir`` holds shared caches (features). ``selection`` is where an evaluator notes
+    what it chose on a held-out split (never test), for the metric record.
     """
 
     artifact: Any
@@ -30,6 +31,8 @@ class EvalContext:
     device: torch.device
     work_dir: Path
     cache_dir: Path
+    # what the evaluator chose and on which split (e.g. {"split": "val", "l2": 1e-3}); goes into the record
+    selection: dict[str, Any] = field(default_factory=dict)
     _splits: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def load_split(self, split: str) -> ClassificationSplit | DetectionSplit:

@@ -3,3 +3,6 @@
 Each import is guarded only against a missing optional dependency of that evaluator (detectron2), so the
 others stay usable where it is not installed.
 """
+
+import downstream.knn_evaluator  # noqa: E402,F401  knn: weighted kNN + retrieval
+import downstream.linear_evaluator  # noqa: E402,F401  linear: fast (L-BFGS) / standard (SGD) / low-shot
