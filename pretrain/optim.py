@@ -1,0 +1,130 @@
+"""Optimisers and the learning-rate schedule of BYOL (paper Sec. 3.3 and Appendix C.1).
+
+``LARS`` (You et al. 2017, arXiv 1708.03888) as BYOL uses it: for parameters in a group with
+``lars_exclude`` (biases and BatchNorm) there is neither weight decay nor trust-ratio adaptation. Written
+here (about 40 lines, tested) because torch has no LARS and ``lightly`` is only a benchmark dependency.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+__all__ = ["LARS", "param_groups", "build_optimizer", "lr_at"]
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and layer-wise trust ratio ``η‖w‖/‖g + λw‖`` (You et al. 2017, Algorithm 1).
+
+    Update per parameter ``w`` (gradient ``g``, weight decay ``λ``, momentum ``m``)::
+
+        u = g + λ w                              (no λ w when the group has lars_exclude)
+        u ← u · η‖w‖/‖u‖   if ‖w‖ > 0 and ‖u‖ > 0 and not lars_exclude
+        v ← m v + u;  w ← w − lr · v
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict],
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        eta: float = 1e-3,
+    ) -> None:
+        if lr < 0 or momentum < 0 or weight_decay < 0 or eta <= 0:
+            raise ValueError("LARS: lr, momentum and weight_decay must be >= 0 and eta > 0")
+        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta, "lars_exclude": False}
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                u = p.grad
+                if not group["lars_exclude"]:
+                    if group["weight_decay"]:
+                        u = u.add(p, alpha=group["weight_decay"])
+                    w_norm = torch.linalg.vector_norm(p)
+                    u_norm = torch.linalg.vector_norm(u)
+                    trust = torch.where(
+                        (w_norm > 0) & (u_norm > 0), group["eta"] * w_norm / u_norm, torch.ones_like(w_norm)
+                    )
+                    u = u.mul(trust)
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.clone(u).detach()
+                else:
+                    state["momentum_buffer"].mul_(group["momentum"]).add_(u)
+                p.add_(state["momentum_buffer"], alpha=-group["lr"])
+        return loss
+
+
+def _is_excluded(name: str, param: torch.Tensor) -> bool:
+    """Biases and BatchNorm weights/biases: every 1-D parameter of a ResNet and MLP head."""
+    return param.ndim <= 1 or name.endswith(".bias")
+
+
+def param_groups(
+    modules: dict[str, nn.Module], lr: dict[str, float], weight_decay: float, exclude_bias_bn: bool
+) -> list[dict]:
+    """One group per (module, excluded?) pair; ``lr_scale`` records each group's LR relative to the peak."""
+    groups = []
+    base = max(lr.values())
+    for key, module in modules.items():
+        regular, excluded = [], []
+        for name, p in module.named_parameters():
+            if not p.requires_grad:
+                continue
+            (excluded if exclude_bias_bn and _is_excluded(name, p) else regular).append(p)
+        for params, excl in ((regular, False), (excluded, True)):
+            if params:
+                groups.append(
+                    {
+                        "params": params,
+                        "name": f"{key}{'/no-decay' if excl else ''}",
+                        "lr": lr[key],
+                        "lr_scale": lr[key] / base,
+                        "weight_decay": 0.0 if excl else weight_decay,
+                        "lars_exclude": excl,
+                    }
+                )
+    return groups
+
+
+def build_optimizer(
+    name: str,
+    groups: list[dict],
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    eta: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+) -> torch.optim.Optimizer:
+    """``lars`` / ``sgd`` / ``adamw`` over ``param_groups`` output (``lars_exclude`` only matters to LARS)."""
+    if name == "lars":
+        return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta)
+    clean = [{k: v for k, v in g.items() if k != "lars_exclude"} for g in groups]
+    if name == "sgd":
+        return torch.optim.SGD(clean, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(clean, lr=lr, betas=betas, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimiser '{name}' (lars, sgd, adamw)")
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float, final_frac: float = 0.0) -> float:
+    """Linear warm-up from 0 over ``warmup`` steps, then cosine decay to ``final_frac × peak`` (paper C.1)."""
+    if warmup > 0 and step < warmup:
+        return peak * (step + 1) / warmup
+    if total <= warmup:
+        return peak
+    progress = min(1.0, (step - warmup) / (total - warmup))
+    return peak * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * progress)))

@@ -1,0 +1,590 @@
+"""The BYOL training loop: ``train(cfg, run_dir)`` → a run directory with an exported backbone artifact.
+
+Run directory::
+
+    config.yaml           the resolved config as run (derived values are not in it)
+    derived.json          scaled LR, step counts, device, AMP dtype, machine, code version
+    metrics.jsonl         one JSON object per logged step (loss, tau, lr, images_per_s, proj_std …)
+                          and per epoch (knn_val_top1, proj_std of the epoch, collapsed)
+    train.log             the human-readable log
+    checkpoints/last.pt   online + target + optimiser + scaler + step + RNG states (atomic)
+    artifact/             zoo artifact of the online backbone (+ heads, + detectron2.pkl for ResNets)
+
+Reproducibility and resume. Every random draw of a step comes from generators seeded by
+``(seed, epoch)`` (data order, shared by all ranks) and ``(seed, rank, step)`` (augmentations), so a run
+resumed from a checkpoint at step k replays steps k, k+1, … exactly as an uninterrupted run would.
+
+Multi-process. Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised here (NCCL on GPU,
+gloo on CPU); each rank takes a disjoint slice of every global batch; gradients are averaged by DDP; rank 0
+alone writes files. BatchNorm layers become ``SyncBatchNorm`` on GPU (torch has no CPU SyncBatchNorm, so
+on CPU each rank normalises with its own batch statistics, which the log says).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import nn
+
+from pretrain.augment import augment_view, single_thread
+from pretrain.byol import BYOL, projection_std, tau_schedule
+from pretrain.config import RUN_CONTROL_KEYS, PretrainConfig, derive, load_pretrain_config
+from pretrain.knn import knn_accuracy
+from pretrain.optim import build_optimizer, lr_at, param_groups
+from zoo.backbones import build_backbone
+from zoo.config import ConfigError, to_dict
+from zoo.datasets import ClassificationSplit, DatasetOptions, load_dataset
+from zoo.heads import MLPSpec
+from zoo.io import atomic_torch_save, atomic_write_json, atomic_write_text, code_version, machine_info
+
+__all__ = ["train", "TrainingDiverged", "build_model", "load_run_config", "CHECKPOINT", "ARTIFACT"]
+
+CHECKPOINT = Path("checkpoints") / "last.pt"
+ARTIFACT = "artifact"
+log = logging.getLogger("pretrain")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/Inf; the last good checkpoint is kept in the run directory."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------------------
+
+
+def head_specs(cfg: PretrainConfig, feature_dim: int) -> tuple[MLPSpec, MLPSpec | None]:
+    """Projector ``feature_dim → hidden → out`` and predictor ``out → hidden → out`` (paper Sec. 3.3)."""
+    h = cfg.heads
+    projector = MLPSpec(feature_dim, h.projector_hidden, h.projector_out, h.projector_layers, h.batch_norm)
+    predictor = (
+        MLPSpec(h.projector_out, h.predictor_hidden, h.projector_out, h.predictor_layers, h.batch_norm)
+        if cfg.byol.predictor
+        else None
+    )
+    return projector, predictor
+
+
+def build_model(cfg: PretrainConfig) -> BYOL:
+    """Online and target networks, initialised from ``cfg.seed`` (the target starts as a copy)."""
+    torch.manual_seed(cfg.seed)
+    backbone = build_backbone(cfg.backbone.arch)
+    projector, predictor = head_specs(cfg, backbone.feature_dim)
+    return BYOL(backbone, projector, predictor)
+
+
+def load_run_config(run_dir: str | Path) -> PretrainConfig:
+    """The config a run directory was trained with (``config.yaml``)."""
+    return load_pretrain_config(Path(run_dir) / "config.yaml", [])
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def _config_diff(a: PretrainConfig, b: PretrainConfig) -> list[str]:
+    fa, fb = _flat(to_dict(a)), _flat(to_dict(b))
+    return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k) and k not in RUN_CONTROL_KEYS)
+
+
+class _Data:
+    """uint8 images in memory (``N × 3 × H × W``) plus normalisation constants."""
+
+    def __init__(self, split: ClassificationSplit, limit: int | None) -> None:
+        images, labels = split.arrays()
+        if limit is not None:
+            images, labels = images[:limit], labels[:limit]
+        self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
+        self.labels = torch.from_numpy(np.asarray(labels)).long()
+        self.mean, self.std = tuple(split.mean), tuple(split.std)
+        self.num_classes = split.num_classes
+        self.describe = split.describe()
+
+    def normalized(self) -> torch.Tensor:
+        x = self.images.float().div_(255.0)
+        m = torch.tensor(self.mean).view(1, 3, 1, 1)
+        s = torch.tensor(self.std).view(1, 3, 1, 1)
+        return (x - m) / s
+
+
+def _load_data(cfg: PretrainConfig) -> tuple[_Data, _Data | None]:
+    opts = DatasetOptions(root=cfg.data.root, image_size=cfg.data.image_size)
+    split = load_dataset(cfg.data.dataset, cfg.data.split, opts)
+    if not isinstance(split, ClassificationSplit):
+        raise ConfigError(f"data.dataset '{cfg.data.dataset}' is not an image-classification dataset")
+    train_data = _Data(split, cfg.data.limit)
+    knn_data = None
+    if cfg.run.knn_every > 0 and split.has_labels:
+        q = load_dataset(cfg.data.dataset, cfg.data.knn_split, opts)
+        if isinstance(q, ClassificationSplit) and q.has_labels:
+            knn_data = _Data(q, cfg.data.knn_limit)
+    return train_data, knn_data
+
+
+def _seed_gen(*parts: int) -> torch.Generator:
+    """A CPU generator seeded from a tuple of ints (stable across runs, processes and resumes)."""
+    seed = 0
+    for p in parts:
+        seed = (seed * 1_000_003 + int(p) + 1) % (2**63 - 1)
+    return torch.Generator().manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    random.setstate(_to_tuple(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_tuple(obj: Any) -> Any:
+    return tuple(_to_tuple(v) for v in obj) if isinstance(obj, list | tuple) else obj
+
+
+class _Dist:
+    """Rank / world size, and whether this module initialised the process group."""
+
+    def __init__(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.owns_group = False
+
+    def setup(self, device: torch.device) -> None:
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            self.owns_group = True
+        if dist.is_initialized():
+            self.world, self.rank = dist.get_world_size(), dist.get_rank()
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1 and dist.is_initialized()
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        if self.active:
+            x = x.clone()
+            dist.all_reduce(x)
+            x /= self.world
+        return x
+
+    def teardown(self) -> None:
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _device(cfg: PretrainConfig, d: _Dist) -> torch.device:
+    if cfg.run.device != "auto":
+        return torch.device(cfg.run.device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", d.local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def _amp_dtype(cfg: PretrainConfig, device: torch.device) -> torch.dtype | None:
+    amp = cfg.run.amp
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def _setup_logging(run_dir: Path, main: bool) -> logging.Handler | None:
+    log.setLevel(logging.INFO if main else logging.WARNING)
+    if not main:
+        return None
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in log.handlers):
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(logging.Formatter("[pretrain] %(message)s"))
+        log.addHandler(stream)
+    return handler
+
+
+class _Metrics:
+    """Append-only JSON lines (rank 0), truncated on resume to the checkpointed step."""
+
+    def __init__(self, path: Path, enabled: bool, tensorboard_dir: Path | None) -> None:
+        self.path, self.enabled = path, enabled
+        self.tb = None
+        if enabled and tensorboard_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(tensorboard_dir))
+            except ImportError:
+                log.warning("run.tensorboard is true but tensorboard is not installed; logging to JSON only")
+
+    def truncate(self, step: int) -> None:
+        if not self.enabled or not self.path.exists():
+            return
+        keep = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        atomic_write_text(self.path, "".join(ln + "\n" for ln in keep))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, int | float) and not isinstance(v, bool) and k != "step":
+                    self.tb.add_scalar(k, v, record["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """All records of ``metrics.jsonl`` in order."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def _checkpoint(model: BYOL, opt: torch.optim.Optimizer, scaler: Any, step: int, epoch: int) -> dict[str, Any]:
+    return {
+        "online": {
+            "backbone": model.backbone.state_dict(),
+            "projector": model.projector.state_dict(),
+            "predictor": model.predictor.state_dict(),
+        },
+        "target": {"backbone": model.target_backbone.state_dict(), "projector": model.target_projector.state_dict()},
+        "optimizer": opt.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else {},
+        "step": step,
+        "epoch": epoch,
+        "rng": _rng_state(),
+    }
+
+
+def load_checkpoint_into(model: BYOL, ckpt: dict[str, Any]) -> None:
+    """Restore online and target networks of ``model`` from a ``last.pt`` dict."""
+    model.backbone.load_state_dict(ckpt["online"]["backbone"])
+    model.projector.load_state_dict(ckpt["online"]["projector"])
+    model.predictor.load_state_dict(ckpt["online"]["predictor"])
+    model.target_backbone.load_state_dict(ckpt["target"]["backbone"])
+    model.target_projector.load_state_dict(ckpt["target"]["projector"])
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------
+
+
+def train(cfg: PretrainConfig, run_dir: str | Path, resume: bool = True) -> Path:
+    """Pretrain BYOL as ``cfg`` says into ``run_dir`` (resuming from its checkpoint if any); return run_dir.
+
+    Raises ``TrainingDiverged`` on a NaN/Inf loss (the last good checkpoint stays) and ``ConfigError`` when
+    resuming with a config that differs from the checkpointed run in anything but run-control keys.
+    """
+    run_dir = Path(run_dir)
+    d = _Dist()
+    device = _device(cfg, d)
+    d.setup(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if d.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    d.barrier()
+    handler = _setup_logging(run_dir, d.main)
+    try:
+        return _train(cfg, run_dir, resume, d, device)
+    finally:
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+        d.teardown()
+
+
+def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: torch.device) -> Path:
+    ckpt_path = run_dir / CHECKPOINT
+    if resume and (run_dir / ARTIFACT / "meta.json").exists():
+        log.info("%s is a finished run (artifact/meta.json exists); nothing to do", run_dir)
+        return run_dir
+    if cfg.run.threads and device.type == "cpu":
+        torch.set_num_threads(cfg.run.threads)
+
+    # ---- data -------------------------------------------------------------------------------------
+    data, knn_data = _load_data(cfg)
+    derived = derive(cfg, len(data.images), d.world)
+    spe, total = derived.steps_per_epoch, derived.total_steps
+
+    # ---- model, optimiser, precision -----------------------------------------------------------------
+    model = build_model(cfg)
+    if d.active and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        for mod in (model.target_backbone, model.target_projector):
+            for m in mod.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.momentum = 0.0
+    model.to(device)
+    memory_format = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
+    if cfg.run.channels_last:
+        model.to(memory_format=torch.channels_last)
+    lrs = {"backbone": derived.lr, "projector": derived.lr, "predictor": derived.predictor_lr}
+    groups = param_groups(
+        {"backbone": model.backbone, "projector": model.projector, "predictor": model.predictor},
+        lrs,
+        cfg.optim.weight_decay,
+        cfg.optim.exclude_bias_bn,
+    )
+    peak = max(lrs.values())
+    opt = build_optimizer(
+        cfg.optim.name, groups, peak, cfg.optim.momentum, cfg.optim.weight_decay, cfg.optim.lars_eta, cfg.optim.betas
+    )
+    amp_dtype = _amp_dtype(cfg, device)
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+
+    # ---- resume ------------------------------------------------------------------------------------
+    start = 0
+    metrics = _Metrics(run_dir / "metrics.jsonl", d.main, run_dir / "tensorboard" if cfg.run.tensorboard else None)
+    if resume and ckpt_path.exists():
+        if (run_dir / "config.yaml").exists():
+            diff = _config_diff(load_run_config(run_dir), cfg)
+            if diff:
+                raise ConfigError(
+                    f"{run_dir} holds a checkpoint of a different config (keys: {', '.join(diff)}); "
+                    "use --no-resume or another --out"
+                )
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        load_checkpoint_into(model, ckpt)
+        opt.load_state_dict(ckpt["optimizer"])
+        if scaler is not None and ckpt["scaler"]:
+            scaler.load_state_dict(ckpt["scaler"])
+        _set_rng_state(ckpt["rng"])
+        start = int(ckpt["step"])
+        metrics.truncate(start)
+        log.info("resumed %s at step %d / %d (epoch %d)", run_dir, start, total, start // spe)
+    elif d.main:
+        metrics.truncate(-1)
+
+    if d.main:
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        atomic_write_json(
+            run_dir / "derived.json",
+            {
+                **asdict(derived),
+                "device": str(device),
+                "amp_dtype": str(amp_dtype).replace("torch.", "") if amp_dtype else None,
+                "sync_batchnorm": bool(d.active and device.type == "cuda"),
+                "train_split": data.describe,
+                "machine": machine_info(),
+                "code_version": code_version(),
+                "torch_threads": torch.get_num_threads(),
+            },
+        )
+    if d.active and device.type != "cuda":
+        log.info("DDP on CPU (gloo): torch has no CPU SyncBatchNorm; each rank uses its own BN batch statistics")
+
+    raw = model
+    step_model: nn.Module = model
+    if d.active:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        step_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.run.compile:
+        step_model = torch.compile(step_model)
+
+    knn_bank = knn_query = None
+    if knn_data is not None and d.main:
+        knn_bank = (data.normalized(), data.labels)
+        knn_query = (knn_data.normalized(), knn_data.labels)
+
+    def run_knn() -> float | None:
+        if knn_bank is None or knn_query is None:
+            return None
+        return knn_accuracy(
+            raw.backbone, *knn_bank, *knn_query, data.num_classes, k=cfg.run.knn_k, t=cfg.run.knn_temperature
+        )
+
+    def save(step: int) -> None:
+        if d.main:
+            atomic_torch_save(_checkpoint(raw, opt, scaler, step, step // spe), run_dir / CHECKPOINT)
+
+    ref_std = 1.0 / math.sqrt(cfg.heads.projector_out)
+    if start == 0 and d.main:
+        acc0 = run_knn()
+        if acc0 is not None:
+            log.info("epoch 0 (initialisation): knn_val_top1 %.4f", acc0)
+            metrics.write({"step": 0, "epoch": 0, "knn_val_top1": acc0, "kind": "epoch"})
+    log.info(
+        "BYOL %s on %s (%d images, %d steps/epoch, %d steps), batch %d, lr %.4g, device %s, amp %s, ranks %d",
+        cfg.backbone.arch, cfg.data.dataset, derived.num_images, spe, total, cfg.optim.batch_size,
+        derived.lr, device, amp_dtype, d.world,
+    )  # fmt: skip
+
+    # ---- training ----------------------------------------------------------------------------------
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=start, disable=not (cfg.run.progress and d.main), unit="step", dynamic_ncols=True)
+    view_size = cfg.data.image_size
+    per = derived.per_rank_batch
+    stop_epoch = cfg.run.stop_after_epochs
+    autocast = torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+    epoch_std: list[float] = []
+    window_t, window_n = time.perf_counter(), 0
+    perm_epoch, perm = -1, torch.empty(0, dtype=torch.long)
+    step_model.train()
+    step = start
+    try:
+        while step < total:
+            epoch, i = divmod(step, spe)
+            if epoch != perm_epoch:
+                perm = torch.randperm(len(data.images), generator=_seed_gen(cfg.seed, epoch))
+                perm_epoch = epoch
+            idx = perm[i * cfg.optim.batch_size : (i + 1) * cfg.optim.batch_size][d.rank * per : (d.rank + 1) * per]
+            gen = _seed_gen(cfg.seed, 7919 + d.rank, step)
+            batch = data.images[idx].to(device, non_blocking=True)
+            with single_thread(device.type == "cpu"):
+                x1 = augment_view(batch, cfg.augment.view1, view_size, data.mean, data.std, gen)
+                x2 = augment_view(batch, cfg.augment.view2, view_size, data.mean, data.std, gen)
+            x1 = x1.contiguous(memory_format=memory_format)
+            x2 = x2.contiguous(memory_format=memory_format)
+
+            lr_now = lr_at(step, total, derived.warmup_steps, peak, cfg.optim.min_lr_frac)
+            for g in opt.param_groups:
+                g["lr"] = lr_now * g["lr_scale"]
+            with autocast:
+                out = step_model(x1, x2)
+            loss = out["loss"]
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+            else:
+                loss.backward()
+            loss_value = float(d.mean(loss.detach()))
+            if not math.isfinite(loss_value):
+                msg = (
+                    f"loss is {loss_value} at step {step} (epoch {epoch}); stopping. The last good checkpoint "
+                    f"{run_dir / CHECKPOINT} is kept (lower optim.base_lr or check the data)"
+                )
+                log.error(msg)
+                raise TrainingDiverged(msg)
+            if cfg.optim.grad_clip:
+                nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.optim.grad_clip)
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            tau = (
+                tau_schedule(step, total, cfg.byol.tau_base) if cfg.byol.tau_schedule == "cosine" else cfg.byol.tau_base
+            )
+            raw.update_target(tau, cfg.byol.ema_bn_buffers)
+            step += 1
+            bar.update(1)
+            window_n += cfg.optim.batch_size
+            std = projection_std(out["z_online"])
+            epoch_std.append(std)
+
+            end_of_epoch = step % spe == 0
+            if step % cfg.run.log_every == 0 or end_of_epoch or step == total:
+                now = time.perf_counter()
+                rec = {
+                    "kind": "step",
+                    "step": step,
+                    "epoch": round(step / spe, 4),
+                    "loss": loss_value,
+                    "tau": tau,
+                    "lr": lr_now,
+                    "images_per_s": window_n / max(now - window_t, 1e-9),
+                    "proj_std": std,
+                    "target_proj_std": projection_std(out["z_target"]),
+                    "proj_std_ref": ref_std,
+                }
+                metrics.write(rec)
+                bar.set_postfix(loss=f"{loss_value:.3f}", std=f"{std:.3f}", tau=f"{tau:.4f}")
+                window_t, window_n = time.perf_counter(), 0
+            if end_of_epoch:
+                ep = step // spe
+                mean_std = float(np.mean(epoch_std))
+                epoch_std = []
+                collapsed = mean_std < cfg.run.collapse_std * ref_std
+                acc = (
+                    run_knn()
+                    if d.main and cfg.run.knn_every and (ep % cfg.run.knn_every == 0 or step == total)
+                    else None
+                )
+                rec = {"kind": "epoch", "step": step, "epoch": ep, "proj_std": mean_std, "collapsed": collapsed}
+                if acc is not None:
+                    rec["knn_val_top1"] = acc
+                metrics.write(rec)
+                log.info(
+                    "epoch %d/%d step %d loss %.4f proj_std %.4f (1/sqrt(d) = %.4f)%s",
+                    ep, cfg.run.epochs, step, loss_value, mean_std, ref_std,
+                    f" knn_val_top1 {acc:.4f}" if acc is not None else "",
+                )  # fmt: skip
+                if collapsed:
+                    log.warning(
+                        "COLLAPSE: mean per-dim std of l2-normalised projections is %.2e (< %.2g × 1/sqrt(%d)); "
+                        "the representation is (near) constant",
+                        mean_std, cfg.run.collapse_std, cfg.heads.projector_out,
+                    )  # fmt: skip
+                window_t, window_n = time.perf_counter(), 0
+            if step % cfg.run.checkpoint_every == 0 or end_of_epoch:
+                save(step)
+            if end_of_epoch and stop_epoch is not None and step // spe >= stop_epoch and step < total:
+                log.info("stopping after epoch %d as run.stop_after_epochs says; resume to continue", step // spe)
+                d.barrier()
+                return run_dir
+    finally:
+        bar.close()
+        metrics.close()
+
+    # ---- export ------------------------------------------------------------------------------------
+    d.barrier()
+    if d.main:
+        from pretrain.export import export_run
+
+        out = export_run(run_dir)
+        log.info("exported the online backbone to %s", out)
+    d.barrier()
+    return run_dir
