@@ -1,0 +1,267 @@
+"""Run a plan's missing jobs: here, in a local process pool, or on Slurm through submitit.
+
+Every executor calls ``execute_job`` for one job, wherever it runs. It takes the job's lock (a second
+runner on the same results directory waits, then finds the job done), skips it if its output exists,
+records ``running``, calls the stage, and records ``done`` or ``failed`` with the error and traceback. A
+failure never propagates: the jobs that depend on it are marked ``blocked`` and everything else runs.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zoo.io import atomic_write_json, read_json
+
+from .plan import Job, Plan
+from .stages import StageFns, default_stage_fns
+from .store import Store
+
+__all__ = ["JobOutcome", "execute_job", "run_plan", "LocalExecutor", "SubmititExecutor"]
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    job_id: str
+    status: str  # "done" (ran now) | "cached" | "failed" | "blocked"
+    error: str | None = None
+    wall_time_s: float = 0.0
+
+
+def _upstream_artifact(store: Store, job: Job) -> str:
+    if job.deps:
+        return str(store.artifact_dir(job.deps[0]))
+    return str(job.spec["artifact"])  # an existing artifact directory, or "raw-pixels"
+
+
+def execute_job(store_root: str, job_dict: dict[str, Any], fns: StageFns | None = None) -> JobOutcome:
+    """Run one job if its output is missing; never raises for a job failure (it is recorded instead)."""
+    store = Store(store_root)
+    job = Job.from_dict(job_dict)
+    fns = fns or default_stage_fns()
+    with store.job_lock(job.id):
+        if store.is_done(job):
+            return JobOutcome(job.id, "cached")
+        missing = [d for d in job.deps if not (store.artifact_dir(d) / "meta.json").is_file()]
+        if missing:
+            error = f"upstream job {missing[0]} has no artifact (it failed or did not run)"
+            store.write_state(job, "blocked", error=error)
+            return JobOutcome(job.id, "blocked", error)
+        if job.plan_error:
+            store.write_state(job, "failed", error=f"cannot resolve inputs: {job.plan_error}", wall_time_s=0.0)
+            return JobOutcome(job.id, "failed", job.plan_error)
+        store.write_state(job, "running")
+        start = time.time()
+        run_dir = store.run_dir(job.id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if job.kind == "eval":
+                if fns.eval is None:
+                    raise RuntimeError("no eval stage function configured")
+                record = fns.eval(job, _upstream_artifact(store, job), run_dir)
+                if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
+                    raise TypeError(f"eval stage returned {type(record).__name__}, not a record with 'metrics'")
+                record = dict(record)
+                record["benchmark"] = {
+                    "job_id": job.id,
+                    "variant": job.variant,
+                    "seed": job.seed,
+                    "group": job.group,
+                    "upstream": job.deps[0] if job.deps else None,
+                }
+                atomic_write_json(store.record_path(job.id), record)  # last: marks the job done
+            else:
+                fn = fns.artifact.get(job.kind)
+                if fn is None:
+                    raise RuntimeError(f"no stage function for job kind '{job.kind}'")
+                fn(job, run_dir)
+                meta = store.artifact_dir(job.id) / "meta.json"
+                if not meta.is_file():
+                    raise RuntimeError(f"the {job.kind} stage finished without writing {meta}")
+                read_json(meta)
+        except BaseException as exc:  # noqa: BLE001 - recorded; KeyboardInterrupt is re-raised below
+            wall = time.time() - start
+            error = f"{type(exc).__name__}: {exc}"
+            store.write_state(job, "failed", error=error, traceback=traceback.format_exc(), wall_time_s=wall)
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            return JobOutcome(job.id, "failed", error, wall)
+        wall = time.time() - start
+        store.write_state(job, "done", wall_time_s=round(wall, 2), error=None)
+        return JobOutcome(job.id, "done", None, wall)
+
+
+def _blocked(store: Store, job: Job, failed_dep: str) -> JobOutcome:
+    error = f"upstream job {failed_dep} failed"
+    store.write_state(job, "blocked", error=error)
+    return JobOutcome(job.id, "blocked", error)
+
+
+class LocalExecutor:
+    """Sequential in this process (``workers=1``), or a pool of ``workers`` spawned processes."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
+
+    def run(self, store: Store, jobs: list[Job], fns: StageFns, log: Callable[[str], None] = print) -> list[JobOutcome]:
+        outcomes: dict[str, JobOutcome] = {}
+        if self.workers <= 1:
+            for i, job in enumerate(jobs, 1):
+                bad = [d for d in job.deps if d in outcomes and outcomes[d].status in ("failed", "blocked")]
+                if bad:
+                    outcomes[job.id] = _blocked(store, job, bad[0])
+                else:
+                    log(f"[{i}/{len(jobs)}] {job.describe()} (job {job.id})")
+                    outcomes[job.id] = execute_job(str(store.root), job.to_dict(), fns)
+                _log_outcome(outcomes[job.id], log)
+            return [outcomes[j.id] for j in jobs]
+        return self._run_pool(store, jobs, fns, log)
+
+    def _run_pool(self, store: Store, jobs: list[Job], fns: StageFns, log: Callable[[str], None]) -> list[JobOutcome]:
+        import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        outcomes: dict[str, JobOutcome] = {}
+        pending = list(jobs)
+        running: dict[Any, Job] = {}
+        ids = {j.id for j in jobs}
+        with ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn")) as pool:
+            while pending or running:
+                for job in list(pending):
+                    deps = [d for d in job.deps if d in ids]
+                    bad = [d for d in deps if d in outcomes and outcomes[d].status in ("failed", "blocked")]
+                    if bad:
+                        pending.remove(job)
+                        outcomes[job.id] = _blocked(store, job, bad[0])
+                        _log_outcome(outcomes[job.id], log)
+                    elif all(d in outcomes for d in deps) and len(running) < self.workers:
+                        pending.remove(job)
+                        log(f"[start] {job.describe()} (job {job.id})")
+                        running[pool.submit(execute_job, str(store.root), job.to_dict(), fns)] = job
+                if not running:
+                    continue
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    job = running.pop(fut)
+                    try:
+                        outcomes[job.id] = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - a worker crashed hard (e.g. killed)
+                        outcomes[job.id] = JobOutcome(job.id, "failed", f"worker died: {exc}")
+                        store.write_state(job, "failed", error=outcomes[job.id].error)
+                    _log_outcome(outcomes[job.id], log)
+        return [outcomes[j.id] for j in jobs]
+
+
+class SubmititExecutor:
+    """submitit: Slurm array jobs per stage (artifacts, then evaluations), or its local/debug clusters."""
+
+    def __init__(
+        self,
+        folder: str | Path,
+        cluster: str | None = None,
+        *,
+        partition: str | None = None,
+        gpus_per_job: int = 0,
+        cpus_per_job: int = 4,
+        mem_gb: float | None = None,
+        timeout_min: int = 240,
+        eval_timeout_min: int = 60,
+        array_parallelism: int = 32,
+        slurm_additional: dict[str, Any] | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        self.cluster = cluster
+        self.partition = partition
+        self.gpus_per_job = gpus_per_job
+        self.cpus_per_job = cpus_per_job
+        self.mem_gb = mem_gb
+        self.timeout_min = timeout_min
+        self.eval_timeout_min = eval_timeout_min
+        self.array_parallelism = array_parallelism
+        self.slurm_additional = dict(slurm_additional or {})
+
+    def _executor(self, gpus: int, timeout_min: int, name: str) -> Any:
+        import submitit
+
+        ex = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster=self.cluster)
+        params: dict[str, Any] = {
+            "timeout_min": timeout_min,
+            "gpus_per_node": gpus,
+            "tasks_per_node": 1,  # multi-GPU pretraining is one task that runs torchrun itself
+            "cpus_per_task": self.cpus_per_job,
+            "name": name,
+            "slurm_array_parallelism": self.array_parallelism,
+        }
+        if self.mem_gb is not None:
+            params["mem_gb"] = self.mem_gb
+        if self.partition:
+            params["slurm_partition"] = self.partition
+        if self.slurm_additional:
+            params["slurm_additional_parameters"] = self.slurm_additional
+        ex.update_parameters(**params)
+        return ex
+
+    def run(self, store: Store, jobs: list[Job], fns: StageFns, log: Callable[[str], None] = print) -> list[JobOutcome]:
+        outcomes: dict[str, JobOutcome] = {}
+        waves = [[j for j in jobs if j.kind != "eval"], [j for j in jobs if j.kind == "eval"]]
+        for wave in waves:
+            runnable: list[Job] = []
+            for job in wave:
+                bad = [d for d in job.deps if d in outcomes and outcomes[d].status in ("failed", "blocked")]
+                if bad:
+                    outcomes[job.id] = _blocked(store, job, bad[0])
+                    _log_outcome(outcomes[job.id], log)
+                else:
+                    runnable.append(job)
+            by_gpus: dict[tuple[int, bool], list[Job]] = {}
+            for job in runnable:  # one array per (GPU count, kind of limit)
+                by_gpus.setdefault((job.gpus, job.kind == "eval"), []).append(job)
+            submitted = []
+            for (gpus, is_eval), group in by_gpus.items():
+                timeout = self.eval_timeout_min if is_eval else self.timeout_min
+                ex = self._executor(gpus, timeout, f"byol-bench-{'eval' if is_eval else 'artifact'}")
+                with ex.batch():
+                    futures = [ex.submit(execute_job, str(store.root), j.to_dict(), fns) for j in group]
+                submitted += list(zip(group, futures))
+                log(f"submitted {len(group)} job(s) ({gpus} GPU, {timeout} min) to submitit {self.cluster or 'auto'}")
+            for job, fut in submitted:
+                try:
+                    outcomes[job.id] = fut.result()
+                except Exception as exc:  # noqa: BLE001 - the scheduler killed it (time limit, node failure)
+                    outcomes[job.id] = JobOutcome(job.id, "failed", f"{type(exc).__name__}: {exc}"[:2000])
+                    store.write_state(job, "failed", error=outcomes[job.id].error)
+                _log_outcome(outcomes[job.id], log)
+        return [outcomes[j.id] for j in jobs]
+
+
+def _log_outcome(o: JobOutcome, log: Callable[[str], None]) -> None:
+    if o.status == "done":
+        log(f"    done in {o.wall_time_s:.1f}s")
+    elif o.status == "cached":
+        log("    cached")
+    else:
+        log(f"    {o.status.upper()}: {o.error}")
+
+
+def run_plan(
+    plan: Plan,
+    store: Store,
+    executor: LocalExecutor | SubmititExecutor | None = None,
+    fns: StageFns | None = None,
+    log: Callable[[str], None] = print,
+) -> list[JobOutcome]:
+    """Run every job of ``plan`` whose output is missing; return one outcome per job (cached included)."""
+    fns = fns or default_stage_fns()
+    executor = executor or LocalExecutor()
+    store.write_plan(plan.to_dict())
+    todo = [j for j in plan.jobs if not store.is_done(j)]
+    cached = [JobOutcome(j.id, "cached") for j in plan.jobs if store.is_done(j)]
+    if not todo:
+        log(f"all {len(plan.jobs)} jobs are done (cached): nothing to run")
+        return cached
+    log(f"{len(todo)} of {len(plan.jobs)} jobs to run ({len(cached)} cached)")
+    return cached + executor.run(store, todo, fns, log)

@@ -1,0 +1,334 @@
+"""Leaderboards: metric records → pandas variant × metric tables → Markdown / CSV / LaTeX, with provenance.
+
+Aggregation is over seeds: mean, sample standard deviation (ddof=1; blank with one seed), number of
+seeds, rank per metric (1 = best; ties share the best rank; ``lower_is_better`` metrics rank ascending) and
+Δ = mean − the baseline row's mean. Columns are ``(group, metric)``, grouped by evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from zoo.io import atomic_write_text, code_version, read_json, utc_now
+
+__all__ = [
+    "Leaderboard",
+    "records_frame",
+    "aggregate",
+    "provenance",
+    "render_markdown",
+    "render_csv",
+    "render_latex",
+    "render_terminal",
+    "format_cell",
+]
+
+
+@dataclass
+class Leaderboard:
+    """Variant × (group, metric) frames; rows in suite order, columns grouped by evaluation."""
+
+    mean: pd.DataFrame
+    std: pd.DataFrame
+    n: pd.DataFrame
+    rank: pd.DataFrame
+    delta: pd.DataFrame | None
+    baseline: str | None
+    labels: dict[str, str] = field(default_factory=dict)
+    lower_is_better: frozenset[str] = frozenset()
+
+    @property
+    def columns(self) -> list[tuple[str, str]]:
+        return list(self.mean.columns)
+
+    def value(self, variant: str, metric: str) -> float:
+        """Mean of ``group.metric`` for ``variant`` (NaN if absent)."""
+        group, name = metric.split(".", 1)
+        try:
+            return float(self.mean.loc[variant, (group, name)])
+        except KeyError:
+            return math.nan
+
+    def tidy(self) -> pd.DataFrame:
+        """Long form: one row per (variant, group, metric) with mean, std, n, rank, delta."""
+        rows = []
+        for variant in self.mean.index:
+            for col in self.mean.columns:
+                rows.append(
+                    {
+                        "variant": variant,
+                        "label": self.labels.get(variant, variant),
+                        "group": col[0],
+                        "metric": col[1],
+                        "mean": self.mean.loc[variant, col],
+                        "std": self.std.loc[variant, col],
+                        "n": int(self.n.loc[variant, col]),
+                        "rank": self.rank.loc[variant, col],
+                        "delta": None if self.delta is None else self.delta.loc[variant, col],
+                    }
+                )
+        return pd.DataFrame(rows)
+
+
+def _metric_name(key: str, evaluator: str) -> str:
+    for sep in (".", "/"):
+        if key.startswith(evaluator + sep):
+            return key[len(evaluator) + 1 :]
+    return key
+
+
+def records_frame(entries: Iterable[dict[str, Any]], records_dir: str | Path) -> pd.DataFrame:
+    """One row per (variant, seed, group, metric) from the eval ``entries`` of a plan whose record exists."""
+    records_dir = Path(records_dir)
+    rows = []
+    for e in entries:
+        if e["kind"] != "eval":
+            continue
+        path = records_dir / f"{e['id']}.json"
+        if not path.is_file():
+            continue
+        rec = read_json(path)
+        evaluator = rec.get("evaluator", e["spec"].get("evaluator", ""))
+        for key, value in (rec.get("metrics") or {}).items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            rows.append(
+                {
+                    "variant": e["variant"],
+                    "seed": e["seed"],
+                    "group": e["group"],
+                    "metric": _metric_name(key, evaluator),
+                    "value": float(value),
+                    "job_id": e["id"],
+                }
+            )
+    return pd.DataFrame(rows, columns=["variant", "seed", "group", "metric", "value", "job_id"])
+
+
+def aggregate(
+    df: pd.DataFrame,
+    variants: list[str] | None = None,
+    *,
+    baseline: str | None = None,
+    metrics: list[str] | None = None,
+    lower_is_better: Iterable[str] = (),
+    labels: dict[str, str] | None = None,
+) -> Leaderboard:
+    """Mean ± std over seeds, seed counts, ranks and Δ against ``baseline`` (see the module docstring)."""
+    lower = frozenset(lower_is_better)
+    if df.empty:
+        empty = pd.DataFrame(index=pd.Index(variants or [], name="variant"))
+        return Leaderboard(empty, empty, empty, empty, None, baseline, dict(labels or {}), lower)
+    grouped = df.groupby(["variant", "group", "metric"])["value"]
+    stats = grouped.agg(["mean", "std", "count"])  # std: sample (ddof=1), NaN for one seed
+    wide = {k: stats[k].unstack(["group", "metric"]) for k in ("mean", "std", "count")}
+    if metrics:
+        cols = [tuple(m.split(".", 1)) for m in metrics]
+        for k in wide:
+            wide[k] = wide[k].reindex(columns=pd.MultiIndex.from_tuples(cols, names=["group", "metric"]))
+    else:  # groups in order of first appearance (suite order), metrics sorted within a group
+        group_order = list(dict.fromkeys(df["group"]))
+        cols = sorted(wide["mean"].columns, key=lambda c: (group_order.index(c[0]), c[1]))
+        for k in wide:
+            wide[k] = wide[k][cols]
+    order = [v for v in (variants or []) if v in set(df["variant"])] or list(dict.fromkeys(df["variant"]))
+    mean = wide["mean"].reindex(order)
+    std = wide["std"].reindex(order)
+    n = wide["count"].reindex(order).fillna(0).astype(int)
+    rank = pd.DataFrame(index=mean.index, columns=mean.columns, dtype=float)
+    for col in mean.columns:
+        ascending = f"{col[0]}.{col[1]}" in lower
+        rank[col] = mean[col].rank(ascending=ascending, method="min")
+    delta = None
+    if baseline is not None and baseline in mean.index:
+        delta = mean - mean.loc[baseline]
+    return Leaderboard(mean, std, n, rank, delta, baseline, dict(labels or {}), lower)
+
+
+# provenance -------------------------------------------------------------------------------------------
+def provenance(
+    suite_name: str,
+    *,
+    records: Iterable[dict[str, Any]] = (),
+    scale: str = "",
+    description: str = "",
+    commands: list[str] | None = None,
+) -> dict[str, Any]:
+    """Suite, scale, code versions (of the records and of this renderer), date, machines, the command."""
+    shas, machines = set(), set()
+    for rec in records:
+        cv = rec.get("code_version") or {}
+        if cv.get("git_sha"):
+            shas.add(cv["git_sha"][:12] + ("+dirty" if cv.get("git_dirty") else ""))
+        m = rec.get("machine") or {}
+        gpu = m.get("gpu")
+        machines.add(f"{m.get('cpu', '?')} ×{m.get('cpu_count', '?')} cpu" + (f", GPU {gpu}" if gpu else ", no GPU"))
+    now = code_version()
+    renderer = (now.get("git_sha") or "unknown")[:12] + ("+dirty" if now.get("git_dirty") else "")
+    return {
+        "suite": suite_name,
+        "description": description,
+        "scale": scale,
+        "code_version": sorted(shas) or ["unknown"],
+        "rendered_with": renderer,
+        "date": utc_now(),
+        "machine": sorted(machines) or ["unknown"],
+        "command": commands or [],
+    }
+
+
+def _provenance_lines(prov: dict[str, Any]) -> list[str]:
+    lines = [f"suite: {prov['suite']}"]
+    if prov.get("description"):
+        lines.append(f"description: {prov['description']}")
+    if prov.get("scale"):
+        lines.append(f"scale: {prov['scale']}")
+    lines += [
+        f"code version (records): {', '.join(prov['code_version'])}; tables rendered with {prov['rendered_with']}",
+        f"date: {prov['date']}",
+        f"machine: {'; '.join(prov['machine'])}",
+    ]
+    lines += [f"reproduce: {c}" for c in prov.get("command", [])]
+    return lines
+
+
+# rendering --------------------------------------------------------------------------------------------
+def format_cell(mean: float, std: float, n: int, precision: int, n_max: int, rank: float | None = None) -> str:
+    """``0.812 ± 0.005`` (std omitted for one seed), ``[n=2]`` when fewer seeds than the row, ``(#1)`` rank."""
+    if n == 0 or mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "—"
+    text = f"{mean:.{precision}f}"
+    if n > 1 and std is not None and not math.isnan(std):
+        text += f" ± {std:.{precision}f}"
+    if n < n_max:
+        text += f" [n={n}]"
+    if rank is not None and not math.isnan(rank):
+        text += f" (#{int(rank)})"
+    return text
+
+
+def _main_rows(lb: Leaderboard, precision: int, with_rank: bool) -> tuple[list[str], list[list[str]]]:
+    headers = ["variant", "seeds"] + [
+        f"{g}: {m}" + (" ↓" if f"{g}.{m}" in lb.lower_is_better else "") for g, m in lb.columns
+    ]
+    rows = []
+    for v in lb.mean.index:
+        n_max = int(lb.n.loc[v].max()) if len(lb.columns) else 0
+        cells = [
+            format_cell(
+                lb.mean.loc[v, c],
+                lb.std.loc[v, c],
+                int(lb.n.loc[v, c]),
+                precision,
+                n_max,
+                lb.rank.loc[v, c] if with_rank else None,
+            )
+            for c in lb.columns
+        ]
+        label = lb.labels.get(v, v) + (" (baseline)" if v == lb.baseline else "")
+        rows.append([label, str(n_max), *cells])
+    return headers, rows
+
+
+def _delta_rows(lb: Leaderboard, precision: int) -> tuple[list[str], list[list[str]]]:
+    assert lb.delta is not None
+    headers = ["variant"] + [f"{g}: {m}" for g, m in lb.columns]
+    rows = []
+    for v in lb.delta.index:
+        cells = []
+        for c in lb.columns:
+            d = lb.delta.loc[v, c]
+            cells.append("—" if d is None or math.isnan(d) else ("0" if v == lb.baseline else f"{d:+.{precision}f}"))
+        rows.append([lb.labels.get(v, v), *cells])
+    return headers, rows
+
+
+def render_markdown(lb: Leaderboard, prov: dict[str, Any], precision: int = 3, title: str | None = None) -> str:
+    """GitHub Markdown: provenance, the mean ± std (rank) table, then the Δ-vs-baseline table."""
+    out = [f"# {title or 'Leaderboard: ' + prov['suite']}", ""]
+    out += [f"- {line}" for line in _provenance_lines(prov)]
+    out += [
+        "",
+        "Cells: mean ± sample std over seeds (std omitted with one seed), `(#r)` rank per column (1 = best; "
+        "`↓` marks lower-is-better), `[n=k]` when a cell has fewer seeds than its row.",
+        "",
+    ]
+    headers, rows = _main_rows(lb, precision, with_rank=True)
+    out += [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    if lb.delta is not None:
+        out += [f"## Δ against `{lb.labels.get(lb.baseline, lb.baseline)}`", ""]
+        headers, rows = _delta_rows(lb, precision)
+        out += [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    return "\n".join(out)
+
+
+def render_csv(lb: Leaderboard, prov: dict[str, Any]) -> str:
+    """Tidy CSV (variant, label, group, metric, mean, std, n, rank, delta) after ``# `` provenance lines.
+
+    Read it back with ``pandas.read_csv(path, comment="#")``.
+    """
+    head = "".join(f"# {line}\n" for line in _provenance_lines(prov))
+    return head + lb.tidy().to_csv(index=False, float_format="%.6g")
+
+
+def render_latex(lb: Leaderboard, prov: dict[str, Any], precision: int = 3) -> str:
+    """booktabs tabular; an evaluation-group header row with cmidrules spans its metrics."""
+    headers, rows = _main_rows(lb, precision, with_rank=False)
+    headers = ["variant", "seeds"] + [m for _, m in lb.columns]
+    body = tabulate(rows, headers=headers, tablefmt="latex_booktabs", disable_numparse=True)
+    spans: list[tuple[str, int]] = []
+    for g, _ in lb.columns:
+        if spans and spans[-1][0] == g:
+            spans[-1] = (g, spans[-1][1] + 1)
+        else:
+            spans.append((g, 1))
+    group_row, rules, col = ["", ""], [], 3
+    for g, width in spans:
+        group_row.append(f"\\multicolumn{{{width}}}{{c}}{{{_latex_escape(g)}}}")
+        rules.append(f"\\cmidrule(lr){{{col}-{col + width - 1}}}")
+        col += width
+    lines = body.splitlines()
+    idx = lines.index("\\toprule") + 1
+    lines[idx:idx] = [" & ".join(group_row) + " \\\\", " ".join(rules)]
+    head = "".join(f"% {line}\n" for line in _provenance_lines(prov))
+    return head + "% cells: mean ± sample std over seeds\n" + "\n".join(lines) + "\n"
+
+
+def _latex_escape(text: str) -> str:
+    for a, b in (("\\", "\\textbackslash{}"), ("_", "\\_"), ("&", "\\&"), ("%", "\\%"), ("#", "\\#")):
+        text = text.replace(a, b)
+    return text
+
+
+def render_terminal(lb: Leaderboard, prov: dict[str, Any], precision: int = 3) -> str:
+    headers, rows = _main_rows(lb, precision, with_rank=True)
+    lines = _provenance_lines(prov)
+    return "\n".join([*lines, "", tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)])
+
+
+def write_tables(lb: Leaderboard, prov: dict[str, Any], out_dir: str | Path, precision: int = 3) -> list[Path]:
+    """``leaderboard.md``, ``leaderboard.csv``, ``leaderboard.tex`` (atomic writes)."""
+    out_dir = Path(out_dir)
+    return [
+        atomic_write_text(out_dir / "leaderboard.md", render_markdown(lb, prov, precision)),
+        atomic_write_text(out_dir / "leaderboard.csv", render_csv(lb, prov)),
+        atomic_write_text(out_dir / "leaderboard.tex", render_latex(lb, prov, precision)),
+    ]
+
+
+def reproduce_commands(suite_file: str | None, results_dir: str | Path) -> list[str]:
+    if not suite_file:
+        return [f"byol-bench leaderboard {shlex.quote(str(results_dir))}"]
+    try:
+        rel = Path(suite_file).resolve().relative_to(Path.cwd())
+    except ValueError:
+        rel = Path(suite_file)
+    return [f"byol-bench run {shlex.quote(str(rel))}"]

@@ -1,0 +1,168 @@
+"""Adapters between the runner and the stages: small functions, the only place that imports them.
+
+An *artifact stage* is ``fn(job, run_dir) -> None`` and must leave an artifact at ``run_dir/artifact``
+(``meta.json`` written last); an *eval stage* is ``fn(job, artifact, work_dir) -> dict`` and returns one
+metric record. Tests swap these for fakes (``StageFns``) to exercise planning, caching and failures
+without training anything. The stages are imported lazily so a suite can be planned (and its other jobs
+run) while one stage is missing; a missing stage fails only the jobs that need it, naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.io import atomic_write_text
+
+from .plan import Job, Resolvers
+
+__all__ = [
+    "StageFns",
+    "default_stage_fns",
+    "default_resolvers",
+    "resolve_pretrain",
+    "resolve_baseline",
+    "resolve_eval_config",
+    "artifact_identity",
+    "run_pretrain",
+    "run_random_init",
+    "run_supervised",
+    "run_eval",
+]
+
+ArtifactFn = Callable[[Job, Path], None]
+EvalFn = Callable[[Job, str, Path], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class StageFns:
+    """Which function runs each job kind (module-level functions, so they pickle for workers/submitit)."""
+
+    artifact: dict[str, ArtifactFn] = field(default_factory=dict)
+    eval: EvalFn | None = None
+
+
+def default_stage_fns() -> StageFns:
+    return StageFns(
+        artifact={"pretrain": run_pretrain, "random-init": run_random_init, "supervised": run_supervised},
+        eval=run_eval,
+    )
+
+
+def default_resolvers() -> Resolvers:
+    return Resolvers(resolve_pretrain, resolve_baseline, resolve_eval_config, artifact_identity)
+
+
+# resolving recipes to the dicts that identify them ------------------------------------------------------
+def _drop_keys(d: dict[str, Any], dotted: frozenset[str] | set[str]) -> dict[str, Any]:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
+    for key in dotted:
+        *parents, last = key.split(".")
+        node = out
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return out
+
+
+def resolve_pretrain(config: str | None, overrides: list[str]) -> dict[str, Any]:
+    """The resolved ``PretrainConfig`` as a dict, minus keys that only control execution."""
+    from pretrain.config import RUN_CONTROL_KEYS, load_pretrain_config
+    from zoo.config import to_dict
+
+    return _drop_keys(to_dict(load_pretrain_config(config, overrides)), RUN_CONTROL_KEYS)
+
+
+def resolve_baseline(config: str | None, overrides: list[str]) -> dict[str, Any]:
+    from zoo.baselines import SupervisedConfig
+    from zoo.config import load_config, to_dict
+
+    return to_dict(load_config(SupervisedConfig, config, overrides))
+
+
+def resolve_eval_config(evaluator: str, config: str | None, overrides: list[str]) -> dict[str, Any]:
+    """The evaluator's validated config (its registered dataclass) as a dict."""
+    from downstream.registry import get_evaluator
+    from zoo.config import load_config, to_dict
+
+    return to_dict(load_config(get_evaluator(evaluator).config, config, overrides))
+
+
+def artifact_identity(path: str) -> dict[str, Any]:
+    """An existing artifact is identified by its weights hash (so replacing the weights re-runs its evals)."""
+    from zoo.artifact import read_meta
+
+    return {"weights_sha256": read_meta(path).weights_sha256}
+
+
+# running ------------------------------------------------------------------------------------------------
+def run_pretrain(job: Job, run_dir: Path) -> None:
+    """``pretrain.train.train`` in this process, or ``torchrun ... byol-bench pretrain`` when the job has > 1 GPU."""
+    from pretrain.config import PretrainConfig
+    from zoo.config import from_dict
+
+    cfg = from_dict(PretrainConfig, job.spec["config"], source=f"job {job.id}")
+    if job.gpus > 1:
+        _torchrun_pretrain(job, run_dir)
+        return
+    from pretrain.train import train
+
+    train(cfg, run_dir, resume=True)
+
+
+def _torchrun_pretrain(job: Job, run_dir: Path) -> None:
+    """Multi-GPU pretraining is the pretraining stage's own ``torchrun`` path; we only launch it.
+
+    The resolved config is written as YAML (execution-only keys take their defaults) and passed whole.
+    """
+    import yaml
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_file = run_dir / "suite-config.yaml"
+    atomic_write_text(cfg_file, yaml.safe_dump(job.spec["config"], sort_keys=True))
+    launcher = [sys.executable, "-m", "torch.distributed.run"]  # = torchrun, from this environment
+    # every rank runs the same ``byol-bench pretrain CONFIG --out RUN_DIR``; train() reads its rank from env
+    cmd = [*launcher, f"--nproc_per_node={job.gpus}", "-m", "benchmarks.cli", "pretrain", str(cfg_file)]
+    cmd += ["--out", str(run_dir)]
+    subprocess.run(cmd, check=True, env=dict(os.environ))
+
+
+def run_random_init(job: Job, run_dir: Path) -> None:
+    from zoo.baselines import random_init_artifact
+
+    c = job.spec["config"]
+    random_init_artifact(run_dir / "artifact", c["arch"], c["seed"], c["image_size"])
+
+
+def run_supervised(job: Job, run_dir: Path) -> None:
+    from zoo.baselines import SupervisedConfig, supervised_artifact
+    from zoo.config import from_dict
+
+    cfg = from_dict(SupervisedConfig, job.spec["config"], source=f"job {job.id}")
+    supervised_artifact(run_dir / "artifact", cfg)
+
+
+def run_eval(job: Job, artifact: str, work_dir: Path) -> dict[str, Any]:
+    """``downstream.api.evaluate`` on one artifact; returns its metric record."""
+    from downstream.api import evaluate
+    from zoo.datasets import DatasetOptions
+
+    s = job.spec
+    options = DatasetOptions(**s["dataset_options"]) if s["dataset_options"] else None
+    return evaluate(
+        artifact,
+        s["evaluator"],
+        s["dataset"],
+        dataset_options=options,
+        config_path=s["config_path"],
+        overrides=list(s["overrides"]),
+        seed=int(s["seed"]),
+        out=work_dir / "record.json",
+        work_dir=work_dir,
+    )

@@ -1,0 +1,123 @@
+"""The results directory of a suite: one state file and one output per job, written atomically.
+
+::
+
+    <results>/plan.json                 the latest plan (suite + every job), for ``leaderboard RESULTS_DIR``
+    <results>/jobs/<id>.json            state: status, error, traceback, wall time, attempts, host
+    <results>/runs/<id>/artifact/       an artifact job's output (pretrain also keeps metrics.jsonl, checkpoints)
+    <results>/records/<id>.json         an eval job's metric record (+ the ``benchmark`` block naming the job)
+    <results>/locks/<id>.lock           held while a job runs: a second runner waits, then finds it done
+    <results>/leaderboard/              tables and plots
+
+A job is done only when its final file exists (``artifact/meta.json`` or the record), and that file is
+the last thing written, atomically; so a runner killed at any moment re-runs only unfinished jobs.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from zoo.io import atomic_write_json, read_json, utc_now
+
+from .plan import Job
+
+__all__ = ["Store"]
+
+
+class Store:
+    """Paths, states and locks of one results directory (safe to share between runners)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    # paths ---------------------------------------------------------------------------------------------
+    def run_dir(self, job_id: str) -> Path:
+        return self.root / "runs" / job_id
+
+    def artifact_dir(self, job_id: str) -> Path:
+        return self.run_dir(job_id) / "artifact"
+
+    def record_path(self, job_id: str) -> Path:
+        return self.root / "records" / f"{job_id}.json"
+
+    def state_path(self, job_id: str) -> Path:
+        return self.root / "jobs" / f"{job_id}.json"
+
+    def output_path(self, job: Job) -> Path:
+        """The file whose existence means ``job`` is done."""
+        if job.kind == "eval":
+            return self.record_path(job.id)
+        return self.artifact_dir(job.id) / "meta.json"
+
+    # state ---------------------------------------------------------------------------------------------
+    def is_done(self, job: Job) -> bool:
+        return self.output_path(job).is_file()
+
+    def read_state(self, job_id: str) -> dict[str, Any] | None:
+        path = self.state_path(job_id)
+        try:
+            return read_json(path) if path.is_file() else None
+        except ValueError:  # a state file is informative only; never let a bad one stop a run
+            return None
+
+    def status(self, job: Job) -> str:
+        """``done`` | ``failed`` | ``blocked`` | ``running`` (maybe stale) | ``missing``."""
+        if self.is_done(job):
+            return "done"
+        state = self.read_state(job.id)
+        return state["status"] if state and state.get("status") in ("failed", "blocked", "running") else "missing"
+
+    def write_state(self, job: Job, status: str, **fields: Any) -> dict[str, Any]:
+        """Update ``jobs/<id>.json`` (read-modify-write under the store lock)."""
+        with self.store_lock():
+            state = self.read_state(job.id) or {"job": job.to_dict(), "attempts": 0}
+            state.update(fields)
+            state["status"] = status
+            state["updated"] = utc_now()
+            if status == "running":
+                state["attempts"] = int(state.get("attempts", 0)) + 1
+                state.update(host=socket.gethostname(), pid=os.getpid(), started=utc_now(), error=None)
+                state.pop("traceback", None)
+            atomic_write_json(self.state_path(job.id), state)
+        return state
+
+    def write_plan(self, plan_dict: dict[str, Any]) -> None:
+        with self.store_lock():
+            atomic_write_json(self.root / "plan.json", plan_dict)
+
+    def read_plan(self) -> dict[str, Any] | None:
+        path = self.root / "plan.json"
+        return read_json(path) if path.is_file() else None
+
+    # locks ---------------------------------------------------------------------------------------------
+    def store_lock(self, timeout: float = 60.0) -> FileLock:
+        """Short critical sections (state and plan updates)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.root / ".store.lock"), timeout=timeout)
+
+    @contextmanager
+    def job_lock(self, job_id: str, wait: bool = True) -> Iterator[bool]:
+        """Hold ``locks/<id>.lock`` while a job runs; yields False when ``wait`` is off and it is taken."""
+        path = self.root / "locks" / f"{job_id}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path), timeout=-1 if wait else 0)
+        try:
+            lock.acquire()
+        except Timeout:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
+
+    def describe_machine(self) -> str:
+        return f"{socket.gethostname()} ({platform.platform()})"
