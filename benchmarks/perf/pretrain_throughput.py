@@ -1,0 +1,232 @@
+"""BYOL training throughput: our trainer vs a reference loop built from ``lightly``'s BYOL modules.
+
+Both sides use the same backbone, batch size, resolution, projector/predictor widths, LARS settings and
+the paper's two views (random resized crop, flip, colour jitter 0.4/0.4/0.2/0.1 p=0.8, grayscale 0.2,
+blur 1.0/0.1 with σ scaled by size/224, solarize 0/0.2), on the embedded ``digits-m`` train split.
+
+- ours: ``pretrain.train.train`` itself for one short epoch (batched tensor augmentations, our EMA and
+  loss); images/s is read from its ``metrics.jsonl`` (the median over steps after the warm-up steps).
+- reference: ``lightly`` ``BYOLProjectionHead``/``BYOLPredictionHead``, ``update_momentum``,
+  ``cosine_schedule``, ``NegativeCosineSimilarity``, ``BYOLTransform`` (PIL, per image), its ``LARS``, and a
+  plain ``torch.utils.data.DataLoader``, in the loop of lightly's BYOL example.
+
+Each side runs in its own subprocess so that peak memory (max RSS on CPU, ``max_memory_allocated`` on GPU)
+is its own. Usage::
+
+    python benchmarks/perf/pretrain_throughput.py --batch 128 --steps 8 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _common_overrides(args: argparse.Namespace) -> list[str]:
+    return [
+        f"backbone.arch={args.arch}",
+        f"data.image_size={args.image_size}",
+        f"optim.batch_size={args.batch}",
+        f"heads.projector_hidden={args.hidden}",
+        f"heads.predictor_hidden={args.hidden}",
+        "heads.projector_out=256",
+        "run.progress=false",
+        "run.knn_every=0",
+        "run.log_every=1",
+        f"run.channels_last={'true' if args.device == 'cuda' else 'false'}",
+        f"run.device={args.device}",
+        f"data.limit={args.batch * (args.steps + args.warmup)}",
+        "run.epochs=1",
+        f"run.checkpoint_every={10**6}",
+    ]
+
+
+def run_ours(args: argparse.Namespace) -> dict:
+    from pretrain.config import load_pretrain_config
+    from pretrain.train import read_metrics, train
+
+    cfg = load_pretrain_config(REPO / "pretrain" / "configs" / "byol.yaml", _common_overrides(args))
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        train(cfg, Path(tmp) / "run", resume=False)
+        wall = time.perf_counter() - start
+        steps = [r for r in read_metrics(Path(tmp) / "run") if r.get("kind") == "step"]
+    rates = [r["images_per_s"] for r in steps[args.warmup :]]
+    return {"images_per_s": statistics.median(rates), "steps": len(rates), "wall_s": wall}
+
+
+def run_lightly(args: argparse.Namespace) -> dict:
+    import copy
+
+    from lightly.loss import NegativeCosineSimilarity
+    from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
+    from lightly.models.utils import deactivate_requires_grad, update_momentum
+    from lightly.transforms.byol_transform import BYOLTransform, BYOLView1Transform, BYOLView2Transform
+    from lightly.utils.lars import LARS
+    from lightly.utils.scheduler import cosine_schedule
+    from torch import nn
+
+    from pretrain.config import load_pretrain_config
+    from zoo.backbones import build_backbone
+    from zoo.datasets import DatasetOptions, load_dataset
+
+    cfg = load_pretrain_config(REPO / "pretrain" / "configs" / "byol.yaml", _common_overrides(args))
+    v1, v2 = cfg.augment.view1, cfg.augment.view2
+    scale = args.image_size / 224
+    split = load_dataset("digits-m", "train", DatasetOptions(image_size=args.image_size))
+    norm = {"mean": list(split.mean), "std": list(split.std)}
+
+    def view(v, cls):  # the same probabilities and strengths as our config
+        return cls(
+            input_size=args.image_size,
+            cj_prob=v.jitter_p,
+            cj_bright=v.brightness,
+            cj_contrast=v.contrast,
+            cj_sat=v.saturation,
+            cj_hue=v.hue,
+            min_scale=v.crop_scale[0],
+            random_gray_scale=v.grayscale_p,
+            gaussian_blur=v.blur_p,
+            solarization_prob=v.solarize_p,
+            sigmas=(v.blur_sigma[0] * scale, v.blur_sigma[1] * scale),
+            hf_prob=v.flip_p,
+            normalize=norm,
+        )
+
+    transform = BYOLTransform(
+        view_1_transform=view(v1, BYOLView1Transform), view_2_transform=view(v2, BYOLView2Transform)
+    )
+    limit = args.batch * (args.steps + args.warmup)
+
+    class DS(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return min(limit, len(split))
+
+        def __getitem__(self, i: int):
+            img, _ = split[i]
+            return transform(img)
+
+    loader = torch.utils.data.DataLoader(
+        DS(), batch_size=args.batch, shuffle=True, drop_last=True, num_workers=args.workers
+    )
+    device = torch.device(args.device)
+
+    class BYOLRef(nn.Module):  # lightly's BYOL example model
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = build_backbone(args.arch)
+            self.projection_head = BYOLProjectionHead(self.backbone.feature_dim, args.hidden, 256)
+            self.prediction_head = BYOLPredictionHead(256, args.hidden, 256)
+            self.backbone_momentum = copy.deepcopy(self.backbone)
+            self.projection_head_momentum = copy.deepcopy(self.projection_head)
+            deactivate_requires_grad(self.backbone_momentum)
+            deactivate_requires_grad(self.projection_head_momentum)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.prediction_head(self.projection_head(self.backbone(x)))
+
+        def forward_momentum(self, x: torch.Tensor) -> torch.Tensor:
+            return self.projection_head_momentum(self.backbone_momentum(x)).detach()
+
+    model = BYOLRef().to(device)
+    criterion = NegativeCosineSimilarity()
+    lr = cfg.optim.base_lr * args.batch / 256
+    opt = LARS(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=lr,
+        momentum=cfg.optim.momentum,
+        weight_decay=cfg.optim.weight_decay,
+        trust_coefficient=cfg.optim.lars_eta,
+    )
+    total = len(loader)
+    times = []
+    t0 = time.perf_counter()
+    start = time.perf_counter()
+    for step, ((x0, x1),) in enumerate(zip(loader)):
+        m = cosine_schedule(step, total, cfg.byol.tau_base, 1.0)
+        update_momentum(model.backbone, model.backbone_momentum, m=m)
+        update_momentum(model.projection_head, model.projection_head_momentum, m=m)
+        x0, x1 = x0.to(device), x1.to(device)
+        p0, z0 = model(x0), model.forward_momentum(x0)
+        p1, z1 = model(x1), model.forward_momentum(x1)
+        loss = 0.5 * (criterion(p0, z1) + criterion(p1, z0))
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        float(loss)
+        now = time.perf_counter()
+        times.append(now - t0)
+        t0 = now
+    wall = time.perf_counter() - start
+    rates = [args.batch / t for t in times[args.warmup :]]
+    return {"images_per_s": statistics.median(rates), "steps": len(rates), "wall_s": wall}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--which", choices=("both", "ours", "lightly"), default="both")
+    parser.add_argument("--arch", default="resnet18")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--hidden", type=int, default=1024, help="projector/predictor hidden width")
+    parser.add_argument("--steps", type=int, default=6, help="timed steps (after --warmup)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the reference loop")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+
+    if args.which != "both":
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        device = torch.device(args.device)
+        res = run_ours(args) if args.which == "ours" else run_lightly(args)
+        res.update(peak_memory_mb=_peak_memory_mb(device), threads=torch.get_num_threads(), which=args.which)
+        print("RESULT " + json.dumps(res))
+        return
+
+    from zoo.io import machine_info
+
+    results = {}
+    for which in ("ours", "lightly"):
+        cmd = [sys.executable, __file__, "--which", which] + [a for a in sys.argv[1:] if not a.startswith("--which")]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+        if line is None:
+            sys.exit(f"{which} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        results[which] = json.loads(line[len("RESULT ") :])
+    info = machine_info()
+    print(f"device: {args.device} ({info.get('gpu') or info['cpu']}, {info['cpu_count']} cores), "
+          f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(f"{args.arch} {args.image_size}px batch {args.batch} hidden {args.hidden}, threads {args.threads}, "
+          f"reference DataLoader workers {args.workers}")  # fmt: skip
+    print(f"{'loop':<10}{'images/s':>10}{'peak MB':>10}{'steps':>7}")
+    for which, r in results.items():
+        print(f"{which:<10}{r['images_per_s']:>10.1f}{r['peak_memory_mb']:>10.0f}{r['steps']:>7}")
+    ratio = results["ours"]["images_per_s"] / results["lightly"]["images_per_s"]
+    print(f"ratio ours / lightly: {ratio:.2f}x")
+    print("JSON " + json.dumps({"results": results, "ratio": ratio, "args": vars(args)}))
+
+
+if __name__ == "__main__":
+    main()

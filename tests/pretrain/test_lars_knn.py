@@ -1,0 +1,58 @@
+import pytest
+import torch
+from torch import nn
+
+from pretrain.knn import knn_predict
+from pretrain.optim import LARS, build_optimizer, lr_at, param_groups
+
+
+def test_lars_step_matches_hand_computation():
+    w = torch.tensor([3.0, 4.0], requires_grad=True)  # |w| = 5
+    b = torch.tensor([1.0], requires_grad=True)
+    opt = LARS(
+        [{"params": [w], "lars_exclude": False}, {"params": [b], "lars_exclude": True, "weight_decay": 0.0}],
+        lr=0.1, momentum=0.9, weight_decay=0.5, eta=0.01,
+    )  # fmt: skip
+    w.grad = torch.tensor([1.0, 0.0])
+    b.grad = torch.tensor([2.0])
+    opt.step()
+    u = torch.tensor([1.0, 0.0]) + 0.5 * torch.tensor([3.0, 4.0])  # g + wd * w = [2.5, 2]
+    trust = 0.01 * 5.0 / torch.linalg.vector_norm(u)
+    torch.testing.assert_close(w.detach(), torch.tensor([3.0, 4.0]) - 0.1 * trust * u)
+    torch.testing.assert_close(b.detach(), torch.tensor([1.0 - 0.1 * 2.0]))  # excluded: plain SGD, no decay
+    # second step uses momentum
+    w.grad = torch.tensor([0.0, 0.0])
+    b.grad = torch.tensor([0.0])
+    opt.step()
+    torch.testing.assert_close(b.detach(), torch.tensor([1.0 - 0.1 * 2.0 - 0.1 * 0.9 * 2.0]))
+
+
+def test_param_groups_exclude_bias_and_bn():
+    m = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    groups = param_groups({"backbone": m}, {"backbone": 1.0}, 1e-4, exclude_bias_bn=True)
+    by_name = {g["name"]: g for g in groups}
+    assert {id(p) for p in by_name["backbone"]["params"]} == {id(m[0].weight), id(m[2].weight)}
+    excl = by_name["backbone/no-decay"]
+    assert excl["weight_decay"] == 0.0 and excl["lars_exclude"] is True and len(excl["params"]) == 4
+    opt = build_optimizer("adamw", groups, 1.0, 0.9, 1e-4, 1e-3)
+    assert isinstance(opt, torch.optim.AdamW)
+    with pytest.raises(ValueError, match="unknown optimiser"):
+        build_optimizer("adam", groups, 1.0, 0.9, 1e-4, 1e-3)
+
+
+def test_lr_warmup_then_cosine():
+    assert lr_at(0, 100, 10, 1.0) == pytest.approx(0.1)
+    assert lr_at(9, 100, 10, 1.0) == pytest.approx(1.0)
+    assert lr_at(10, 100, 10, 1.0) == pytest.approx(1.0)
+    assert lr_at(55, 100, 10, 1.0) == pytest.approx(0.5)
+    assert lr_at(100, 100, 10, 1.0, final_frac=0.1) == pytest.approx(0.1)
+
+
+def test_knn_predict_hand_case():
+    bank = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [0.0, 2.0]])
+    labels = torch.tensor([0, 0, 1, 1, 1])
+    query = torch.tensor([[1.0, 0.05], [0.05, 1.0], [1.0, 1.0]])
+    pred = knn_predict(query, bank, labels, num_classes=2, k=2, t=0.1)
+    assert pred[:2].tolist() == [0, 1]
+    # k = 5 on the diagonal: class 1 has three neighbours, class 0 two, at the same similarities pairwise
+    assert knn_predict(query[2:], bank, labels, 2, k=5, t=1.0).item() == 1

@@ -1,0 +1,133 @@
+"""Tiny end-to-end BYOL runs on CPU: run layout, stop/resume equivalence, divergence guard, export."""
+
+import json
+import pickle
+
+import pytest
+import torch
+import yaml
+from conftest import tiny_config
+
+from pretrain.cli import export_main
+from pretrain.cli import main as cli_main
+from pretrain.export import export_run
+from pretrain.train import TrainingDiverged, read_metrics, train
+from zoo.artifact import load_artifact, load_heads, read_meta
+from zoo.backbones import build_backbone
+from zoo.config import ConfigError
+
+pytestmark = pytest.mark.slow
+
+
+def _weights(run_dir):
+    ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    return ckpt
+
+
+def test_run_layout_metrics_and_artifact(tmp_path):
+    run = train(tiny_config("run.knn_every=1"), tmp_path / "run")
+    assert (run / "config.yaml").is_file() and (run / "derived.json").is_file()
+    derived = json.loads((run / "derived.json").read_text())
+    assert derived["lr"] == pytest.approx(1.0 * 16 / 256) and derived["total_steps"] == 2 * (48 // 16)
+    saved = yaml.safe_load((run / "config.yaml").read_text())  # derived values never enter the config
+    assert saved["optim"]["base_lr"] == 1.0 and not {"lr", "total_steps"} & set(saved["optim"]) | set(saved["run"])
+    records = read_metrics(run)
+    steps = [r for r in records if r["kind"] == "step"]
+    assert [r["step"] for r in steps] == list(range(1, 7))
+    for r in steps:
+        assert {"step", "epoch", "loss", "tau", "lr", "images_per_s", "proj_std"} <= set(r)
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [0, 1, 2] and all("knn_val_top1" in r for r in epochs)
+    ckpt = _weights(run)
+    assert ckpt["step"] == 6 and {"online", "target", "optimizer", "rng", "scaler"} <= set(ckpt)
+    # artifact: online network, heads, diagnostics, detectron2 pkl
+    meta = read_meta(run / "artifact")
+    assert meta.method == "byol" and meta.extra["network"] == "online"
+    assert {"proj_std_final", "collapsed", "knn_val_top1_final"} <= set(meta.extra["collapse"])
+    art = load_artifact(run / "artifact")
+    torch.testing.assert_close(art.model.state_dict()["conv1.weight"], ckpt["online"]["backbone"]["conv1.weight"])
+    heads = load_heads(art)
+    assert set(heads) == {"projector", "predictor"}
+    # a finished run is not retrained
+    mtime = (run / "artifact" / "meta.json").stat().st_mtime
+    train(tiny_config("run.knn_every=1"), run)
+    assert (run / "artifact" / "meta.json").stat().st_mtime == mtime
+
+
+def test_detectron2_pkl_covers_every_backbone_tensor(tmp_path):
+    run = train(tiny_config("run.knn_every=0", "run.epochs=1"), tmp_path / "run")
+    with open(run / "artifact" / "detectron2.pkl", "rb") as fh:
+        obj = pickle.load(fh)
+    assert obj["matching_heuristics"] is True
+    ckpt = _weights(run)["online"]["backbone"]
+    tensors = {k: v for k, v in ckpt.items() if not k.endswith("num_batches_tracked")}
+    assert len(obj["model"]) == len(tensors) == len(build_backbone("resnet18").state_dict()) - 20
+    assert obj["model"]["stem.conv1.weight"].shape == (64, 3, 7, 7)
+    assert "res2.0.conv1.norm.running_var" in obj["model"] and "res3.0.shortcut.norm.weight" in obj["model"]
+    assert not any(k.startswith(("layer", "conv1", "bn1")) or ".bn" in k or "downsample" in k for k in obj["model"])
+    for name, value in tensors.items():  # every tensor lands somewhere, unchanged
+        assert any(v.shape == tuple(value.shape) and (v == value.numpy()).all() for v in obj["model"].values()), name
+    # the target network can be exported on request, and differs from the online one
+    out = export_run(run, tmp_path / "target-art", network="target")
+    assert read_meta(out).extra["network"] == "target"
+    t = load_artifact(out).model.state_dict()["conv1.weight"]
+    assert not torch.equal(t, load_artifact(run / "artifact").model.state_dict()["conv1.weight"])
+    assert export_main([str(run), "--out", str(tmp_path / "cli-art"), "--network", "online"]) == 0
+    assert (tmp_path / "cli-art" / "detectron2.pkl").is_file()
+
+
+def test_stop_and_resume_equals_one_go(tmp_path):
+    """2 epochs, stop, resume for 2 more == 4 epochs in one go (weights, optimiser state, metrics)."""
+    full = train(tiny_config("run.epochs=4", "run.knn_every=0"), tmp_path / "full")
+    part = tmp_path / "part"
+    train(tiny_config("run.epochs=4", "run.knn_every=0", "run.stop_after_epochs=2"), part)
+    assert not (part / "artifact").exists() and _weights(part)["step"] == 6
+    torch.manual_seed(123)  # resuming restores every RNG; disturb the global one to prove it
+    train(tiny_config("run.epochs=4", "run.knn_every=0"), part)
+    a, b = _weights(full), _weights(part)
+    assert a["step"] == b["step"] == 12
+    for net in ("online", "target"):
+        for mod, state in a[net].items():
+            for k, v in state.items():
+                assert torch.equal(v, b[net][mod][k]), f"{net}.{mod}.{k}"
+    for ka, kb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(ka["momentum_buffer"], kb["momentum_buffer"])
+    la = [(r["step"], r["loss"]) for r in read_metrics(full) if r["kind"] == "step"]
+    lb = [(r["step"], r["loss"]) for r in read_metrics(part) if r["kind"] == "step"]
+    assert la == lb
+    # resuming with a different (non run-control) config is refused, naming the key
+    with pytest.raises(ConfigError, match="optim.base_lr"):
+        train(tiny_config("run.epochs=4", "run.stop_after_epochs=3", "optim.base_lr=0.3"), part)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config("run.epochs=3", "run.knn_every=0", "run.stop_after_epochs=1"), run)
+    good = _weights(run)
+    cfg = tiny_config("run.epochs=3", "run.knn_every=0")
+    # poison the online weights in the checkpoint's successor step: a huge LR makes the loss non-finite
+    import pretrain.train as T
+
+    real = T.lr_at
+    T.lr_at = lambda *a, **k: float("inf")
+    try:
+        with pytest.raises(TrainingDiverged, match="loss is nan"):
+            train(cfg, run)
+    finally:
+        T.lr_at = real
+    after = _weights(run)
+    assert after["step"] == good["step"]
+    assert torch.equal(after["online"]["backbone"]["conv1.weight"], good["online"]["backbone"]["conv1.weight"])
+    assert "loss is nan" in (run / "train.log").read_text()
+
+
+def test_cli_pretrain_and_errors(tmp_path, capsys):
+    from conftest import CONFIGS, TINY
+
+    out = tmp_path / "cli"
+    rc = cli_main([str(CONFIGS / "no-predictor.yaml"), *TINY, "run.epochs=1", "run.knn_every=0", "--out", str(out)])
+    assert rc == 0 and (out / "artifact" / "meta.json").is_file()
+    meta = read_meta(out / "artifact")
+    assert "predictor" not in meta.extra["heads"] and meta.config["byol"]["predictor"] is False
+    assert cli_main([str(CONFIGS / "byol.yaml"), "optim.nme=sgd", "--out", str(tmp_path / "x")]) == 2
+    assert "optim.nme" in capsys.readouterr().err
