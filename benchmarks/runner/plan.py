@@ -17,7 +17,7 @@ from zoo.io import stable_hash
 
 from .suite import ARTIFACT_KINDS, SuiteSpec
 
-__all__ = ["Job", "Plan", "make_plan", "Resolvers", "resolve_path"]
+__all__ = ["Job", "Plan", "make_plan", "Resolvers", "resolve_path", "drop_keys"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,17 @@ class Plan:
     def __post_init__(self) -> None:
         for j in self.entries:  # the same recipe under two variant names is one job
             self.by_id.setdefault(j.id, j)
-        self.jobs = list(self.by_id.values())
+        # run order: each artifact job followed by its evaluations, so an interrupted suite has whole rows
+        unique = list(self.by_id.values())
+        evals_of: dict[str | None, list[Job]] = {}
+        for j in unique:
+            if j.kind == "eval":
+                evals_of.setdefault(j.deps[0] if j.deps else None, []).append(j)
+        self.jobs = []
+        for j in unique:
+            if j.kind != "eval":
+                self.jobs += [j, *evals_of.pop(j.id, [])]
+        self.jobs += [j for group in evals_of.values() for j in group]
 
     def eval_jobs(self) -> list[Job]:
         return [j for j in self.entries if j.kind == "eval"]
@@ -89,6 +99,22 @@ class Resolvers:
     baseline: Callable[[str | None, list[str]], dict[str, Any]]
     eval_config: Callable[[str, str | None, list[str]], dict[str, Any]]
     artifact_identity: Callable[[str], dict[str, Any]]
+    execution_keys: frozenset[str] = frozenset()  # dotted pretrain keys that do not change the result
+
+
+def drop_keys(d: dict[str, Any], dotted: frozenset[str] | set[str]) -> dict[str, Any]:
+    """A copy of nested ``d`` without the dotted keys (e.g. ``run.progress``)."""
+    import copy
+
+    out = copy.deepcopy(d)
+    for key in dotted:
+        *parents, last = key.split(".")
+        node: Any = out
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return out
 
 
 def resolve_path(p: str | None, suite_file: str | None) -> str | None:
@@ -142,8 +168,9 @@ def make_plan(suite: SuiteSpec, resolvers: Resolvers | None = None) -> Plan:
             else:  # raw-pixels
                 artifact_of[(name, seed)] = ({"artifact": "raw-pixels"}, None, None)
                 continue
-            spec = {"config": resolved}
-            job_id = stable_hash({"kind": v.kind, **spec}) if not error else stable_hash([v.kind, name, seed, error])
+            spec = {"config": resolved}  # the full config runs; execution-only keys stay out of the identity
+            ident = {"kind": v.kind, "config": drop_keys(resolved, resolvers.execution_keys)}
+            job_id = stable_hash(ident) if not error else stable_hash([v.kind, name, seed, error])
             job = Job(job_id, v.kind, name, seed, spec, gpus=gpus, plan_error=error)
             jobs.append(job)
             artifact_of[(name, seed)] = ({"upstream": job_id}, job_id, error and f"upstream {v.kind}: {error}")

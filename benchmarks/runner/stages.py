@@ -55,28 +55,20 @@ def default_stage_fns() -> StageFns:
 
 
 def default_resolvers() -> Resolvers:
-    return Resolvers(resolve_pretrain, resolve_baseline, resolve_eval_config, artifact_identity)
+    try:  # keys that only control how a run executes (progress bars, checkpoint frequency)
+        from pretrain.config import RUN_CONTROL_KEYS
+    except ImportError:
+        RUN_CONTROL_KEYS = frozenset()  # noqa: N806 - the pretraining stage is missing: its jobs will say so
+    return Resolvers(resolve_pretrain, resolve_baseline, resolve_eval_config, artifact_identity, RUN_CONTROL_KEYS)
 
 
 # resolving recipes to the dicts that identify them ------------------------------------------------------
-def _drop_keys(d: dict[str, Any], dotted: frozenset[str] | set[str]) -> dict[str, Any]:
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
-    for key in dotted:
-        *parents, last = key.split(".")
-        node = out
-        for p in parents:
-            node = node.get(p) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(last, None)
-    return out
-
-
 def resolve_pretrain(config: str | None, overrides: list[str]) -> dict[str, Any]:
-    """The resolved ``PretrainConfig`` as a dict, minus keys that only control execution."""
-    from pretrain.config import RUN_CONTROL_KEYS, load_pretrain_config
+    """The resolved ``PretrainConfig`` as a dict (all of it: it is what the job runs)."""
+    from pretrain.config import load_pretrain_config
     from zoo.config import to_dict
 
-    return _drop_keys(to_dict(load_pretrain_config(config, overrides)), RUN_CONTROL_KEYS)
+    return to_dict(load_pretrain_config(config, overrides))
 
 
 def resolve_baseline(config: str | None, overrides: list[str]) -> dict[str, Any]:
