@@ -1,0 +1,97 @@
+"""Suite validation: a bad key is an error that names it; the shipped suites load and plan."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from benchmarks.runner.suite import load_suite
+from zoo.config import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+GOOD = """
+name: toy
+variants:
+  byol: {kind: pretrain, config: byol.yaml}
+  random-init: {kind: random-init}
+evaluations:
+  - {evaluator: knn, dataset: digits-m}
+"""
+
+
+def load(tmp_path, extra=None, text=GOOD):
+    path = tmp_path / "s.yaml"
+    path.write_text(textwrap.dedent(text))
+    return load_suite(path, extra)
+
+
+def test_good_suite_defaults(tmp_path):
+    s = load(tmp_path)
+    assert s.seeds == [0] and s.executor.kind == "local" and s.default_results_dir() == Path("outputs/toy")
+    assert list(s.variants) == ["byol", "random-init"] and s.evaluations[0].group == "knn"
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("variants.byol.overide=[a=1]", "variants.byol.overide"),
+        ("variants.byol.kind=pretrian", "variants.byol.kind"),
+        ("variants.byol.config=null", "variants.byol.config"),
+        ("variants.mine={kind: artifact}", "variants.mine.path"),
+        ("variants.byol.overrides=[epochs]", "variants.byol.overrides[0]"),
+        ("evaluations.0.evaluater=knn", "evaluations[0].evaluater"),
+        ("evaluations.0.variants=[byol, nope]", "evaluations[0].variants[1]"),
+        ("seeds=[0, 0]", "seeds"),
+        ("seeds=zero", "seeds"),
+        ("executor.workers=0", "executor.workers"),
+        ("executor.kind=cloud", "executor.kind"),
+        ("leaderboard.baseline=supervised", "leaderboard.baseline"),
+        ("leaderboard.metrics=[top1]", "leaderboard.metrics[0]"),
+        ("expected=[[byol, knn.top1, '>']]", "expected[0]"),
+        ("expected=[[byol, knn.top1, '!=', 1.0]]", "expected[0]"),
+        ("expected=[[byol, knn.top1, '>', supervised]]", "expected[0]"),
+        ("expected=[[byol, linear.top1, 0.5, 0.1]]", "expected[0]"),
+        ("typo_key=1", "typo_key"),
+    ],
+)
+def test_bad_key_is_named(tmp_path, override, key):
+    with pytest.raises(ConfigError) as exc:
+        load(tmp_path, [override])
+    assert key in str(exc.value), str(exc.value)
+
+
+def test_duplicate_group_needs_a_name(tmp_path):
+    with pytest.raises(ConfigError, match=r"evaluations\[1\].name"):
+        load(tmp_path, ["evaluations=[{evaluator: knn, dataset: a}, {evaluator: knn, dataset: b}]"])
+    s = load(tmp_path, ["evaluations=[{evaluator: knn, dataset: a}, {evaluator: knn, dataset: b, name: knn-b}]"])
+    assert [e.group for e in s.evaluations] == ["knn", "knn-b"]
+
+
+@pytest.mark.parametrize("name", ["quickstart", "ablation-predictor-momentum"])
+def test_shipped_suites_load_and_plan(name):
+    suite = load_suite(REPO / "benchmarks" / "suites" / f"{name}.yaml")
+    assert suite.name == name and suite.scale
+    pytest.importorskip("pretrain.config")
+    pytest.importorskip("downstream.api")
+    from benchmarks.runner.plan import make_plan
+
+    plan = make_plan(suite)
+    assert not [j.plan_error for j in plan.jobs if j.plan_error]
+    n_seeds = len(suite.seeds)
+    assert len(plan.entries) == n_seeds * len(suite.variants) * (1 + len(suite.evaluations))
+
+
+def test_execution_keys_do_not_change_identity():
+    pytest.importorskip("pretrain.config")
+    from benchmarks.runner.plan import make_plan
+
+    path = REPO / "benchmarks" / "suites" / "quickstart.yaml"
+    base = make_plan(load_suite(path))
+    quiet = make_plan(load_suite(path, ["pretrain_overrides=[run.progress=true, run.log_every=1]"]))
+    longer = make_plan(load_suite(path, ["variants.byol.overrides=[run.epochs=7]"]))
+    ids = lambda plan, variant: {j.id for j in plan.jobs if j.variant == variant}  # noqa: E731
+    assert ids(quiet, "byol") == ids(base, "byol")
+    assert ids(longer, "byol").isdisjoint(ids(base, "byol"))
+    assert ids(longer, "random-init") == ids(base, "random-init")
