@@ -285,3 +285,33 @@ def test_threads_do_not_double_run(tmp_path, fake_env):
     for t in threads:
         t.join()
     assert max(starts(fake_env).values()) == 1
+
+
+def test_leaderboard_from_results_dir_and_publish(tmp_path, fake_env, capsys):
+    from benchmarks.runner.cli import leaderboard_main
+
+    suite = toy_suite(tmp_path)
+    store = Store(tmp_path / "res")
+    run_plan(make_plan(suite, fakes.FAKE_RESOLVERS), store, LocalExecutor(), fakes.FAKE_FNS, log=lambda s: None)
+    assert leaderboard_main([str(store.root)]) == 0  # expectations hold
+    out = capsys.readouterr().out
+    assert "byol" in out and "ok   byol knn.top1 > weak" in out
+    pub = tmp_path / "published"
+    assert leaderboard_main([str(store.root), "--publish", str(pub), "--baseline", "sup"]) == 0
+    assert {p.name for p in pub.iterdir()} >= {
+        "plan.json",
+        "records",
+        "jobs",
+        "leaderboard.md",
+        "leaderboard.csv",
+        "leaderboard.tex",
+        "plots",
+    }
+    assert len(list((pub / "records").glob("*.json"))) == 14
+    assert "Δ against `sup`" in (pub / "leaderboard.md").read_text()
+    # the published directory alone rebuilds the same table
+    before = (pub / "leaderboard.csv").read_text().split("\n# date")[0]
+    assert leaderboard_main([str(pub), "--no-plots"]) == 0
+    assert "records): 0123456789ab" in (pub / "leaderboard.csv").read_text()
+    assert before.splitlines()[0] == (pub / "leaderboard.csv").read_text().splitlines()[0]
+    assert leaderboard_main([str(pub), "--baseline", "nope"]) == 2
