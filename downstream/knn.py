@@ -67,10 +67,11 @@ def knn_scores(
     kmax = min(max(ks), len(bank))
     out = {k: torch.empty(len(queries), num_classes, device=bank.device) for k in ks}
     bank_t = bank.t().contiguous()  # D × N
+    buf = torch.empty(min(chunk_size, len(queries)), len(bank), device=bank.device)  # reused: no page faults
     for start in range(0, len(queries), chunk_size):
-        sim = queries[start : start + chunk_size].to(bank.device) @ bank_t  # chunk × N
+        q = queries[start : start + chunk_size].to(bank.device)
+        sim = torch.mm(q, bank_t, out=buf[: len(q)])  # chunk × N
         top_sim, top_idx = sim.topk(kmax, dim=1, largest=True, sorted=True)  # chunk × kmax
-        del sim
         weights = ((top_sim - top_sim[:, :1]) / temperature).exp_()
         labels = bank_labels[top_idx]  # chunk × kmax
         for k in ks:
@@ -142,11 +143,11 @@ def retrieval_metrics(
     gallery_t = gallery.t().contiguous()
     ap_sum, hits = 0.0, {k: 0.0 for k in recall_ks}
     ranks = torch.arange(1, depth + 1, device=gallery.device, dtype=torch.float32)
+    buf = torch.empty(min(chunk_size, len(queries)), len(gallery), device=gallery.device)
     for start in range(0, len(queries), chunk_size):
         q = queries[start : start + chunk_size]
-        sim = q @ gallery_t  # chunk × N
+        sim = torch.mm(q, gallery_t, out=buf[: len(q)])  # chunk × N
         idx = sim.topk(depth, dim=1, largest=True, sorted=True).indices
-        del sim
         rel = (gallery_labels[idx] == query_labels[start : start + len(q)].view(-1, 1)).float()  # chunk × depth
         r = r_all[start : start + len(q)].float()
         within_r = (ranks.view(1, -1) <= r.view(-1, 1)).float()

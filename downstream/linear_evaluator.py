@@ -41,7 +41,7 @@ class LinearConfig:
     l2_steps: int = 23
     standardize: bool = True
     max_iter: int = 1000
-    tol: float = 1e-6
+    tol: float = 1e-4  # max |gradient| at which L-BFGS stops (scikit-learn's default tol)
     # standard: fixed hyper-parameters, final epoch reported
     epochs: int = 30
     batch_size: int = 256
