@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from pretrain.config import PretrainConfig, load_pretrain_config
 
@@ -35,3 +36,12 @@ def tiny_config(*overrides: str, base: str = "byol.yaml") -> PretrainConfig:
 @pytest.fixture
 def tiny() -> type:
     return tiny_config  # type: ignore[return-value]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread per test: on a shared 2-core machine a second OpenMP thread makes small ops slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

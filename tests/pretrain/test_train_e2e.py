@@ -25,12 +25,14 @@ def _weights(run_dir):
 
 
 def test_run_layout_metrics_and_artifact(tmp_path):
-    run = train(tiny_config("run.knn_every=1"), tmp_path / "run")
+    cfg = tiny_config("run.knn_every=1")
+    run = train(cfg, tmp_path / "run")
     assert (run / "config.yaml").is_file() and (run / "derived.json").is_file()
     derived = json.loads((run / "derived.json").read_text())
-    assert derived["lr"] == pytest.approx(1.0 * 16 / 256) and derived["total_steps"] == 2 * (48 // 16)
+    assert derived["lr"] == pytest.approx(cfg.optim.base_lr * 16 / 256) and derived["total_steps"] == 2 * (48 // 16)
     saved = yaml.safe_load((run / "config.yaml").read_text())  # derived values never enter the config
-    assert saved["optim"]["base_lr"] == 1.0 and not {"lr", "total_steps"} & set(saved["optim"]) | set(saved["run"])
+    assert saved["optim"]["base_lr"] == cfg.optim.base_lr
+    assert not {"lr", "total_steps", "steps_per_epoch"} & (set(saved["optim"]) | set(saved["run"]))
     records = read_metrics(run)
     steps = [r for r in records if r["kind"] == "step"]
     assert [r["step"] for r in steps] == list(range(1, 7))
