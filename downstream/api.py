@@ -131,7 +131,6 @@ def evaluate(
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     art = resolve_artifact(artifact, image_size=opts.image_size, device=dev)
     torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
 
     with tempfile.TemporaryDirectory(prefix=f"byol-bench-{evaluator}-") as scratch:
         wd = Path(work_dir) if work_dir is not None else Path(scratch)

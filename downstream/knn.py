@@ -66,7 +66,7 @@ def knn_scores(
     bank_labels = bank_labels.to(bank.device).long()
     kmax = min(max(ks), len(bank))
     out = {k: torch.empty(len(queries), num_classes, device=bank.device) for k in ks}
-    bank_t = bank.t().contiguous()  # D × N
+    bank_t = bank.t()  # D × N view: BLAS reads it transposed, no copy
     buf = torch.empty(min(chunk_size, len(queries)), len(bank), device=bank.device)  # reused: no page faults
     for start in range(0, len(queries), chunk_size):
         q = queries[start : start + chunk_size].to(bank.device)
@@ -140,7 +140,7 @@ def retrieval_metrics(
     if len(queries) == 0:
         raise ValueError("no query has a relevant item in the gallery")
     depth = min(len(gallery), max(int(r_all.max()), max(recall_ks)))
-    gallery_t = gallery.t().contiguous()
+    gallery_t = gallery.t()
     ap_sum, hits = 0.0, {k: 0.0 for k in recall_ks}
     ranks = torch.arange(1, depth + 1, device=gallery.device, dtype=torch.float32)
     buf = torch.empty(min(chunk_size, len(queries)), len(gallery), device=gallery.device)

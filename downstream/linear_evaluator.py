@@ -48,6 +48,7 @@ class LinearConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 0.0
+    hflip: bool = True  # random horizontal flips (the ImageNet protocol); false for digits, text, …
     # low-shot: one of these, then mean ± std over `draws` stratified subsets of train
     label_fraction: float | None = None
     shots_per_class: int | None = None
@@ -128,7 +129,8 @@ def _standard(
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             if len(idx) < 2:  # BatchNorm needs two rows in train mode
                 continue
-            x = _augment(to_normalized_tensor(images[idx.numpy()], art.meta.mean, art.meta.std), gen, pad)
+            x = to_normalized_tensor(images[idx.numpy()], art.meta.mean, art.meta.std)
+            x = _augment(x, gen, pad, flip=cfg.hflip)
             with torch.no_grad():
                 feats = layer_fn(art, x.to(dev)).reshape(len(idx), -1)
             with torch.enable_grad():
@@ -144,7 +146,7 @@ def _standard(
             x, y = get_labelled_features(ctx, name, cfg.layer, "linear")
             out[name] = topk_accuracy(head(x.to(dev)), torch.from_numpy(y).to(dev), (1, 5))
     metrics = {"top1": out["test"][1], "top5": out["test"][5], "val_top1": out["val"][1], "train_loss": float(loss)}
-    return metrics, {"epoch": cfg.epochs}
+    return metrics, {"rule": "final epoch", "epoch": cfg.epochs}
 
 
 @register_evaluator(
@@ -167,7 +169,7 @@ def linear(ctx: EvalContext, cfg: LinearConfig) -> dict[str, float]:
 
     if not cfg.low_shot:
         metrics, selection = run(None, ctx.seed)
-        ctx.selection.update(split="val" if cfg.protocol == "fast" else None, criterion=cfg.protocol, **selection)
+        ctx.selection.update(protocol=cfg.protocol, split="val" if cfg.protocol == "fast" else None, **selection)
         return metrics
 
     _, y_tr = get_labelled_features(ctx, "train", cfg.layer, "linear")
@@ -187,8 +189,8 @@ def linear(ctx: EvalContext, cfg: LinearConfig) -> dict[str, float]:
     metrics["draws"] = float(cfg.draws)
     metrics["train_size"] = float(np.mean(sizes))
     ctx.selection.update(
+        protocol=cfg.protocol,
         split="val" if cfg.protocol == "fast" else None,
-        criterion=cfg.protocol,
         per_draw={"l2": selections, "train_size": sizes, "top1": [m["top1"] for m in draws]},
     )
     return metrics

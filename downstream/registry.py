@@ -9,10 +9,11 @@ An evaluator is a function registered by name::
 It receives an ``EvalContext`` (the loaded artifact with its frozen backbone, the dataset name and
 options, seed, device, a work directory and the shared feature cache) and its own validated config
 dataclass, and returns a flat ``dict[str, float]`` of metrics. It must not choose anything on the test
-split. ``frozen=True`` evaluators are checked by the runner: backbone parameters and BN buffers must be
+split; what it chose on val (e.g. an L2 strength) it notes in ``ctx.selection`` for the record.
+``frozen=True`` evaluators are checked by the runner: backbone parameters and BN buffers must be
 bit-identical afterwards. Evaluators are plain modules imported explicitly by ``downstream.evaluators``;
-registering a name twice is an error. The runner (``downstream.api.evaluate``) nests each evaluator's
-metrics under its name and refuses key collisions.
+registering a name twice is an error. ``downstream.api.evaluate`` runs one evaluator and writes one
+metric record; the benchmark runner nests each evaluator's metrics under its name and refuses key collisions.
 """
 
 from __future__ import annotations

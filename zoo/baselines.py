@@ -66,15 +66,16 @@ def random_init_artifact(out_dir: str | Path, arch: str = "resnet18", seed: int 
     return save_artifact(out_dir, model, meta)
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator, pad: int) -> torch.Tensor:
-    """Random crop with reflection padding and horizontal flip, per image, batched."""
+def _augment(x: torch.Tensor, gen: torch.Generator, pad: int, flip: bool = True) -> torch.Tensor:
+    """Random crop with reflection padding and (unless ``flip=False``) horizontal flip, per image, batched."""
     n, _, h, w = x.shape
     xp = nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
     out = torch.stack([xp[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
-    flip = torch.rand(n, generator=gen) < 0.5
-    out[flip] = out[flip].flip(3)
+    flipped = torch.rand(n, generator=gen) < 0.5
+    if flip:
+        out[flipped] = out[flipped].flip(3)
     return out
 
 

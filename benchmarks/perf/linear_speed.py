@@ -23,6 +23,7 @@ def main() -> None:
     p.add_argument("--dataset", default="digits-m")
     p.add_argument("--epochs", type=int, default=30, help="standard protocol epochs")
     p.add_argument("--device", default=None)
+    p.add_argument("standard_overrides", nargs="*", help="extra overrides of the standard protocol, e.g. hflip=false")
     args = p.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="linear-speed-") as cache:
@@ -30,7 +31,7 @@ def main() -> None:
         for name, overrides in [
             ("fast (cold cache)", ["protocol=fast"]),
             ("fast (warm cache)", ["protocol=fast"]),
-            ("standard", ["protocol=standard", f"epochs={args.epochs}"]),
+            ("standard", ["protocol=standard", f"epochs={args.epochs}", *args.standard_overrides]),
         ]:
             t0 = time.perf_counter()
             rec = evaluate(
@@ -38,6 +39,7 @@ def main() -> None:
             )
             rows.append((name, rec["metrics"]["top1"], rec["metrics"]["val_top1"], time.perf_counter() - t0))
     print(f"linear probe on {args.dataset}, artifact {args.artifact}, device {rec['machine']['device']}")
+    print(f"standard protocol config: {rec['config']}")
     print(f"{'protocol':<20} {'test top1':>9} {'val top1':>9} {'wall s':>8}")
     for name, top1, val, wall in rows:
         print(f"{name:<20} {100 * top1:9.2f} {100 * val:9.2f} {wall:8.1f}")
