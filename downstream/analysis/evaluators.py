@@ -1,0 +1,226 @@
+"""The analysis evaluators: ``geometry``, ``layerwise`` and ``invariance`` (the usual evaluator contract).
+
+Each takes an ``EvalContext`` and its frozen config dataclass and returns a flat ``dict[str, float]``.
+Metrics of the pooled backbone output carry no suffix; other layers are suffixed ``_<layer>`` (``layer1`` …
+``layer4``, and ``projector`` / ``predictor`` when the artifact carries BYOL's heads).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from downstream.analysis.embed import (
+    HEAD_LAYERS,
+    available_layers,
+    embed_images,
+    head_features,
+    split_features,
+    to_unit_tensor,
+)
+from downstream.analysis.metrics import alignment, effective_rank, mean_cosine, std_normalized, uniformity
+from downstream.analysis.views import FAMILIES, byol_view
+from downstream.context import EvalContext
+from downstream.features import FEATURE_LAYERS
+from downstream.knn import knn_scores, topk_accuracy
+from downstream.linear import l2_grid, standardize, sweep_l2
+from downstream.registry import register_evaluator
+
+__all__ = ["GeometryConfig", "LayerwiseConfig", "InvarianceConfig", "geometry", "layerwise", "invariance"]
+
+
+def _suffix(layer: str) -> str:
+    return "" if layer == "pool" else f"_{layer}"
+
+
+def _check_layers(layers: tuple[str, ...]) -> None:
+    known = (*FEATURE_LAYERS, *HEAD_LAYERS)
+    bad = [name for name in layers if name not in known]
+    if not layers or bad:
+        raise ValueError(f"layers must be a non-empty subset of {', '.join(known)}; unknown: {bad}")
+
+
+def _test_images(ctx: EvalContext, split: str, max_images: int) -> torch.Tensor:
+    """The first ``max_images`` images of ``split`` as floats in [0, 1] (a fixed, reproducible subset)."""
+    images, _ = ctx.load_split(split).arrays()
+    return to_unit_tensor(images[:max_images])
+
+
+def _embed_layers(ctx: EvalContext, x01: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+    """Embeddings of ``x01`` at each layer; head layers reuse the pooled features."""
+    out: dict[str, torch.Tensor] = {}
+    for layer in layers:
+        if layer in HEAD_LAYERS:
+            if "pool" not in out:
+                out["pool"] = embed_images(ctx.artifact, x01, "pool", device=ctx.device)
+            out[layer] = head_features(ctx.artifact, out["pool"].to(ctx.device), layer).cpu()
+        elif layer not in out:
+            out[layer] = embed_images(ctx.artifact, x01, layer, device=ctx.device)
+    return {k: out[k] for k in layers}
+
+
+# --------------------------------------------------------------------------------------------------
+# geometry
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GeometryConfig:
+    """Collapse / geometry diagnostics on ``split`` (features of the whole split; views of ``max_images``)."""
+
+    split: str = "test"
+    layers: tuple[str, ...] = ("pool",)
+    heads: bool = True  # also the projector / predictor outputs when the artifact has them
+    max_images: int = 512  # images whose two augmented views give alignment / uniformity
+    alpha: float = 2.0  # Wang & Isola 2020, Eq. 4
+    t: float = 2.0  # Wang & Isola 2020, Eq. 5
+
+    def __post_init__(self) -> None:
+        _check_layers(self.layers)
+        if self.max_images < 2 or self.alpha <= 0 or self.t <= 0:
+            raise ValueError("max_images must be ≥ 2, alpha and t positive")
+
+
+@register_evaluator(
+    "geometry",
+    config=GeometryConfig,
+    task="classification",
+    frozen=True,
+    selection_rule="no selection: fixed split, fixed image subset (first max_images), views seeded by the seed",
+)
+def geometry(ctx: EvalContext, cfg: GeometryConfig) -> dict[str, float]:
+    """Effective rank, std of l2-normalised features, alignment and uniformity per layer."""
+    layers = available_layers(ctx.artifact, cfg.layers) if cfg.heads else list(cfg.layers)
+    gen = torch.Generator().manual_seed(ctx.seed)
+    x01 = _test_images(ctx, cfg.split, cfg.max_images)
+    v1 = _embed_layers(ctx, byol_view(x01, gen), layers)
+    v2 = _embed_layers(ctx, byol_view(x01, gen), layers)
+    out: dict[str, float] = {}
+    for layer in layers:
+        z, _ = split_features(ctx, cfg.split, layer)
+        s = _suffix(layer)
+        out[f"effective_rank{s}"] = effective_rank(z)
+        out[f"std_normalized{s}"] = std_normalized(z)
+        # × sqrt(D): ≈ 1 for isotropic features whatever the width, 0 for collapse (comparable across layers)
+        out[f"std_normalized_sqrt_d{s}"] = out[f"std_normalized{s}"] * math.sqrt(z.shape[1])
+        out[f"alignment{s}"] = alignment(v1[layer], v2[layer], cfg.alpha)
+        out[f"uniformity{s}"] = 0.5 * (uniformity(v1[layer], cfg.t) + uniformity(v2[layer], cfg.t))
+        out[f"dim{s}"] = float(z.shape[1])
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# layerwise probing
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerwiseConfig:
+    """kNN and linear probe on each layer: train → test, the probe's L2 strength chosen on val."""
+
+    layers: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
+    heads: bool = True
+    knn_k: int = 20  # Wu et al. 2018 Sec. 4.1 / DINO
+    knn_temperature: float = 0.07
+    linear: bool = True
+    l2_min: float = 1e-6  # Kornblith et al. 2019 grid, coarser (one value per decade)
+    l2_max: float = 1e5
+    l2_steps: int = 12
+    max_iter: int = 300
+
+    def __post_init__(self) -> None:
+        _check_layers(self.layers)
+        if self.knn_k < 1 or self.knn_temperature <= 0 or self.l2_steps < 1 or self.max_iter < 1:
+            raise ValueError("knn_k, knn_temperature, l2_steps and max_iter must be positive")
+        if not 0 < self.l2_min <= self.l2_max:
+            raise ValueError("need 0 < l2_min <= l2_max")
+
+
+@register_evaluator(
+    "layerwise",
+    config=LayerwiseConfig,
+    task="classification",
+    frozen=True,
+    selection_rule="kNN: fixed k and T; linear: L2 strength per layer chosen by val top-1, test reported once",
+)
+def layerwise(ctx: EvalContext, cfg: LayerwiseConfig) -> dict[str, float]:
+    """``knn_top1_<layer>`` and ``linear_top1_<layer>`` for every ResNet stage and head."""
+    layers = available_layers(ctx.artifact, cfg.layers) if cfg.heads else list(cfg.layers)
+    num_classes = ctx.load_split("train").num_classes
+    dev = ctx.device
+    out: dict[str, float] = {}
+    chosen: dict[str, float] = {}
+    for layer in layers:
+        x_tr, y_tr = split_features(ctx, "train", layer)
+        x_te, y_te = split_features(ctx, "test", layer)
+        y_tr_t, y_te_t = torch.from_numpy(y_tr).to(dev), torch.from_numpy(y_te).to(dev)
+        scores = knn_scores(x_tr.to(dev), y_tr_t, x_te.to(dev), num_classes, [cfg.knn_k], cfg.knn_temperature)
+        out[f"knn_top1_{layer}"] = topk_accuracy(scores[cfg.knn_k], y_te_t, (1,))[1]
+        if cfg.linear:
+            x_va, y_va = split_features(ctx, "val", layer)
+            a, b, c = standardize(x_tr.to(dev), x_va.to(dev), x_te.to(dev))
+            grid = l2_grid(cfg.l2_min, cfg.l2_max, cfg.l2_steps)
+            y_va_t = torch.from_numpy(y_va).to(dev)
+            best, val_accs, models = sweep_l2(a, y_tr_t, b, y_va_t, num_classes, grid, max_iter=cfg.max_iter)
+            W, bias = models[best]
+            out[f"linear_top1_{layer}"] = topk_accuracy(c @ W.t() + bias, y_te_t, (1,))[1]
+            out[f"linear_val_top1_{layer}"] = val_accs[best]
+            chosen[layer] = grid[best]
+    if chosen:
+        ctx.selection.update(split="val", criterion="linear val top-1", l2_per_layer=chosen)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# augmentation invariance
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvarianceConfig:
+    """Cosine similarity between an image's embedding and that of each transform family applied alone."""
+
+    split: str = "test"
+    layers: tuple[str, ...] = ("pool",)
+    heads: bool = True
+    families: tuple[str, ...] = tuple(FAMILIES)
+    max_images: int = 256
+
+    def __post_init__(self) -> None:
+        _check_layers(self.layers)
+        bad = [f for f in self.families if f not in FAMILIES]
+        if not self.families or bad:
+            raise ValueError(f"families must be a non-empty subset of {', '.join(FAMILIES)}; unknown: {bad}")
+        if self.max_images < 2:
+            raise ValueError("max_images must be ≥ 2")
+
+
+@register_evaluator(
+    "invariance",
+    config=InvarianceConfig,
+    task="classification",
+    frozen=True,
+    selection_rule="no selection: fixed image subset (first max_images), transform parameters seeded by the seed",
+)
+def invariance(ctx: EvalContext, cfg: InvarianceConfig) -> dict[str, float]:
+    """``cos_<family>`` per transform family and ``cos_other`` (two different images: the chance level).
+
+    A high ``cos_<family>`` means invariance only when ``cos_other`` is clearly lower: a collapsed embedding
+    has every cosine near 1.
+    """
+    layers = available_layers(ctx.artifact, cfg.layers) if cfg.heads else list(cfg.layers)
+    x01 = _test_images(ctx, cfg.split, cfg.max_images)
+    clean = _embed_layers(ctx, x01, layers)
+    out: dict[str, float] = {}
+    for i, family in enumerate(cfg.families):
+        gen = torch.Generator().manual_seed(ctx.seed * 1000 + i)
+        moved = _embed_layers(ctx, FAMILIES[family](x01, gen), layers)
+        for layer in layers:
+            out[f"cos_{family}{_suffix(layer)}"] = mean_cosine(clean[layer], moved[layer])
+    shift = np.roll(np.arange(len(x01)), 1)  # each image against its neighbour in the split
+    for layer in layers:
+        out[f"cos_other{_suffix(layer)}"] = mean_cosine(clean[layer], clean[layer][shift])
+    return out
