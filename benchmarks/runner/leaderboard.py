@@ -296,8 +296,9 @@ def render_latex(lb: Leaderboard, prov: dict[str, Any], precision: int = 3) -> s
         rules.append(f"\\cmidrule(lr){{{col}-{col + width - 1}}}")
         col += width
     lines = body.splitlines()
-    idx = lines.index("\\toprule") + 1
-    lines[idx:idx] = [" & ".join(group_row) + " \\\\", " ".join(rules)]
+    if spans:
+        idx = lines.index("\\toprule") + 1
+        lines[idx:idx] = [" & ".join(group_row) + " \\\\", " ".join(rules)]
     head = "".join(f"% {line}\n" for line in _provenance_lines(prov))
     return head + "% cells: mean ± sample std over seeds\n" + "\n".join(lines) + "\n"
 
