@@ -23,6 +23,7 @@ from downstream.analysis.embed import (
 )
 from downstream.analysis.metrics import alignment, effective_rank, mean_cosine, std_normalized, uniformity
 from downstream.analysis.views import FAMILIES, byol_view
+from downstream.artifacts import RAW_PIXELS
 from downstream.context import EvalContext
 from downstream.features import FEATURE_LAYERS
 from downstream.knn import knn_scores, topk_accuracy
@@ -149,6 +150,8 @@ class LayerwiseConfig:
 def layerwise(ctx: EvalContext, cfg: LayerwiseConfig) -> dict[str, float]:
     """``knn_top1_<layer>`` and ``linear_top1_<layer>`` for every ResNet stage and head."""
     layers = available_layers(ctx.artifact, cfg.layers) if cfg.heads else list(cfg.layers)
+    if ctx.artifact.meta.architecture == RAW_PIXELS:  # no stages: the pixels themselves are the one layer
+        layers = ["pool"]
     num_classes = ctx.load_split("train").num_classes
     dev = ctx.device
     out: dict[str, float] = {}
