@@ -56,7 +56,7 @@ def _clear_run(out: str) -> None:
     run = Path(out)
     for name in ("checkpoints", "artifact", "tensorboard"):
         shutil.rmtree(run / name, ignore_errors=True)
-    for name in ("metrics.jsonl",):
+    for name in ("metrics.jsonl", "train.log"):
         (run / name).unlink(missing_ok=True)
 
 

@@ -345,6 +345,13 @@ def train(cfg: PretrainConfig, run_dir: str | Path, resume: bool = True) -> Path
 
 def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: torch.device) -> Path:
     ckpt_path = run_dir / CHECKPOINT
+    if resume and ckpt_path.exists() and (run_dir / "config.yaml").exists():
+        diff = _config_diff(load_run_config(run_dir), cfg)
+        if diff:
+            raise ConfigError(
+                f"{run_dir} holds a run of a different config (keys: {', '.join(diff)}); "
+                "use --no-resume or another --out"
+            )
     if resume and (run_dir / ARTIFACT / "meta.json").exists():
         log.info("%s is a finished run (artifact/meta.json exists); nothing to do", run_dir)
         return run_dir
@@ -386,13 +393,6 @@ def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: t
     start = 0
     metrics = _Metrics(run_dir / "metrics.jsonl", d.main, run_dir / "tensorboard" if cfg.run.tensorboard else None)
     if resume and ckpt_path.exists():
-        if (run_dir / "config.yaml").exists():
-            diff = _config_diff(load_run_config(run_dir), cfg)
-            if diff:
-                raise ConfigError(
-                    f"{run_dir} holds a checkpoint of a different config (keys: {', '.join(diff)}); "
-                    "use --no-resume or another --out"
-                )
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
         load_checkpoint_into(model, ckpt)
         opt.load_state_dict(ckpt["optimizer"])
@@ -445,6 +445,13 @@ def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: t
         )
 
     def save(step: int) -> None:
+        if not all(bool(torch.isfinite(p).all()) for p in raw.parameters()):
+            msg = (
+                f"weights became non-finite at step {step}; stopping without overwriting the last good "
+                f"checkpoint {run_dir / CHECKPOINT} (lower optim.base_lr or check the data)"
+            )
+            log.error(msg)
+            raise TrainingDiverged(msg)
         if d.main:
             atomic_torch_save(_checkpoint(raw, opt, scaler, step, step // spe), run_dir / CHECKPOINT)
 

@@ -102,25 +102,28 @@ def test_stop_and_resume_equals_one_go(tmp_path):
         train(tiny_config("run.epochs=4", "run.stop_after_epochs=3", "optim.base_lr=0.3"), part)
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    import pretrain.train as T
+
     run = tmp_path / "run"
     train(tiny_config("run.epochs=3", "run.knn_every=0", "run.stop_after_epochs=1"), run)
     good = _weights(run)
     cfg = tiny_config("run.epochs=3", "run.knn_every=0")
-    # poison the online weights in the checkpoint's successor step: a huge LR makes the loss non-finite
-    import pretrain.train as T
-
-    real = T.lr_at
-    T.lr_at = lambda *a, **k: float("inf")
-    try:
-        with pytest.raises(TrainingDiverged, match="loss is nan"):
-            train(cfg, run)
-    finally:
-        T.lr_at = real
+    # 1. a NaN loss (NaN pixels) stops before the optimiser step
+    real_aug = T.augment_view
+    monkeypatch.setattr(T, "augment_view", lambda *a, **k: real_aug(*a, **k) * float("nan"))
+    with pytest.raises(TrainingDiverged, match="loss is nan"):
+        train(cfg, run)
+    monkeypatch.setattr(T, "augment_view", real_aug)
+    # 2. weights blown up by an infinite LR are never written over the good checkpoint
+    monkeypatch.setattr(T, "lr_at", lambda *a, **k: float("inf"))
+    with pytest.raises(TrainingDiverged, match="(loss is nan|non-finite)"):
+        train(cfg, run)
     after = _weights(run)
-    assert after["step"] == good["step"]
+    assert after["step"] == good["step"] == 3
     assert torch.equal(after["online"]["backbone"]["conv1.weight"], good["online"]["backbone"]["conv1.weight"])
-    assert "loss is nan" in (run / "train.log").read_text()
+    log = (run / "train.log").read_text()
+    assert "loss is nan" in log and "stopping" in log
 
 
 def test_cli_pretrain_and_errors(tmp_path, capsys):
