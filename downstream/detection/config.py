@@ -1,0 +1,83 @@
+"""The ``detection`` evaluator config and the protocol presets (``configs/<name>.yaml``).
+
+A preset YAML has ``base`` (a detectron2 model-zoo config path), ``trials`` (runs per configuration,
+reported as mean and std) and ``d2`` (dotted detectron2 config keys → values). The evaluator config only
+names a preset and optionally overrides the few knobs people change between runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["DetectionConfig", "Preset", "load_preset", "PRESET_DIR", "list_presets"]
+
+PRESET_DIR = Path(__file__).resolve().parent / "configs"
+_PRESET_KEYS = {"base", "trials", "d2", "description"}
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """``preset``: a name in ``downstream/detection/configs`` or a YAML path. ``None`` fields: the preset's."""
+
+    preset: str = "digits-det-cpu"
+    max_iter: int | None = None  # SOLVER.MAX_ITER; LR steps are scaled with it
+    trials: int | None = None  # fine-tuning runs (seeds seed, seed+1, …); mean and std are reported
+    base_lr: float | None = None  # SOLVER.BASE_LR
+    ims_per_batch: int | None = None  # SOLVER.IMS_PER_BATCH (total over GPUs)
+    num_gpus: int | None = None  # None: every visible GPU when the device is CUDA, else CPU
+    num_workers: int = 0  # DATALOADER.NUM_WORKERS
+    train_split: str = "train"
+    test_split: str = "val"
+
+    def __post_init__(self) -> None:
+        for name in ("max_iter", "trials", "ims_per_batch"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {v}")
+        if self.base_lr is not None and self.base_lr <= 0:
+            raise ValueError(f"base_lr must be positive, got {self.base_lr}")
+        if self.num_gpus is not None and self.num_gpus < 0:
+            raise ValueError(f"num_gpus must be ≥ 0, got {self.num_gpus}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be ≥ 0, got {self.num_workers}")
+        if self.train_split == self.test_split:
+            raise ValueError(f"train_split and test_split are both '{self.train_split}'")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    path: Path
+    base: str
+    trials: int
+    d2: dict[str, Any]
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset(name_or_path: str) -> Preset:
+    """Read and validate a preset; unknown keys and a missing file are errors that name them."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ValueError(f"detection preset '{name_or_path}' not found (known: {', '.join(list_presets())})")
+    data = yaml.safe_load(path.read_text()) or {}
+    unknown = set(data) - _PRESET_KEYS
+    if unknown:
+        raise ValueError(f"{path}: unknown preset keys {sorted(unknown)} (allowed: {sorted(_PRESET_KEYS)})")
+    if not isinstance(data.get("base"), str):
+        raise ValueError(f"{path}: 'base' must name a detectron2 model-zoo config")
+    trials = data.get("trials", 1)
+    if not isinstance(trials, int) or trials < 1:
+        raise ValueError(f"{path}: 'trials' must be a positive integer, got {trials!r}")
+    d2 = data.get("d2") or {}
+    if not isinstance(d2, dict):
+        raise ValueError(f"{path}: 'd2' must be a mapping of detectron2 config keys")
+    return Preset(path.stem, path, data["base"], trials, d2)
