@@ -86,6 +86,7 @@ def embedding_figure(
     method: str = "tsne",
     seed: int = 0,
     class_names: Sequence[str] | None = None,
+    title: str = "test features",
 ) -> Path:
     """One scatter panel per ``(variant, features N × D, labels N)``, points coloured by class."""
     plt = _plt()
@@ -105,7 +106,7 @@ def embedding_figure(
         for c in range(n_classes)
     ]
     fig.legend(handles=handles, loc="center right", title="class", fontsize=8, frameon=False)
-    fig.suptitle(f"{method.upper() if method == 'umap' else 't-SNE'} of test features, coloured by class", fontsize=11)
+    fig.suptitle(f"{'UMAP' if method == 'umap' else 't-SNE'} of {title}, coloured by class", fontsize=11)
     fig.tight_layout(rect=(0, 0, 0.93, 0.95))
     return _save(fig, path)
 

@@ -86,9 +86,9 @@ def analyze(
 
     ``artifacts`` maps a variant name to an artifact directory (or ``raw-pixels``); ``overrides`` maps an
     evaluator name to its config overrides (``["linear=false"]``). A record already in ``out_dir`` for the
-    same artifact hash and config is reused.
+    same artifact weights, config, dataset and seed is reused (so a report can be rebuilt cheaply).
     """
-    from downstream.analysis.embed import embed_images, normalize, split_features, to_unit_tensor
+    from downstream.analysis.embed import available_layers, embed_images, normalize, split_features, to_unit_tensor
     from downstream.analysis.figures import (
         embedding_figure,
         nearest,
@@ -107,6 +107,12 @@ def analyze(
         result.metrics[variant], result.records[variant] = {}, {}
         for ev in evaluators:
             rec_path = out_dir / "records" / f"{variant}.{ev}.json"
+            rec = _reusable(rec_path, path, ev, dataset, list(overrides.get(ev, [])), seed, image_size)
+            if rec is not None:
+                log(f"[analyze] {variant}: {ev} (record reused)")
+                result.metrics[variant][ev] = rec["metrics"]
+                result.records[variant][ev] = rec_path
+                continue
             log(f"[analyze] {variant}: {ev}")
             rec = evaluate(
                 path,
@@ -126,7 +132,7 @@ def analyze(
 
     fig_dir = out_dir / "figures"
     scratch = out_dir / ".work"
-    panels, occ_rows, blocks = [], [], []
+    panels, proj_panels, occ_rows, blocks = [], [], [], []
     test_images = test_labels = train_images = train_labels = None
     for variant, path in artifacts.items():
         log(f"[analyze] {variant}: pictures")
@@ -139,6 +145,9 @@ def analyze(
             test_labels, train_labels = y_te, y_tr
             pick = fixed_indices(test_labels, max(n_images, n_queries))
         panels.append((variant, x_te, y_te))
+        if "projector" in available_layers(ctx.artifact, ()):
+            p_te, _ = split_features(ctx, "test", "projector")
+            proj_panels.append((variant, p_te, y_te))
         queries = pick[:n_queries]
         blocks.append((variant, nearest(x_te[torch.from_numpy(queries)], x_tr, k)))
         art = ctx.artifact
@@ -156,6 +165,10 @@ def analyze(
         occ_rows.append((variant, maps))
     assert test_images is not None and train_images is not None
     result.figures["tsne"] = embedding_figure(panels, fig_dir / "tsne.png", method="tsne", seed=seed)
+    if proj_panels:
+        result.figures["tsne_projector"] = embedding_figure(
+            proj_panels, fig_dir / "tsne_projector.png", method="tsne", seed=seed, title="projector outputs"
+        )
     if umap_available():
         result.figures["umap"] = embedding_figure(panels, fig_dir / "umap.png", method="umap", seed=seed)
     result.figures["occlusion"] = occlusion_figure(occ_rows, test_images[pick[:n_images]], fig_dir / "occlusion.png")
@@ -172,6 +185,40 @@ def analyze(
         {"dataset": dataset, "metrics": result.metrics, "figures": {k: str(v) for k, v in result.figures.items()}},
     )
     return result
+
+
+def _reusable(
+    rec_path: Path,
+    artifact: str | Path,
+    evaluator: str,
+    dataset: str,
+    overrides: list[str],
+    seed: int,
+    image_size: int | None,
+) -> dict[str, Any] | None:
+    """The record at ``rec_path`` when it was made from the same artifact weights (and heads), evaluator
+    config, dataset, image size and seed — else ``None`` (it is recomputed)."""
+    from downstream.registry import get_evaluator
+    from zoo.artifact import read_meta
+    from zoo.config import load_config, to_dict
+
+    if not rec_path.is_file() or str(artifact) == "raw-pixels":
+        return None
+    try:
+        rec = json.loads(rec_path.read_text())
+        meta = read_meta(artifact)
+        cfg = to_dict(load_config(get_evaluator(evaluator).config, None, overrides))
+    except Exception:  # noqa: BLE001 - anything unreadable is simply recomputed
+        return None
+    same = (
+        rec.get("artifact", {}).get("sha256") == meta.weights_sha256
+        and rec["artifact"].get("meta", {}).get("extra", {}).get("heads_sha256") == meta.extra.get("heads_sha256")
+        and rec.get("config") == cfg
+        and rec.get("seed") == seed
+        and rec.get("dataset", {}).get("name") == dataset
+        and (image_size is None or rec["dataset"].get("options", {}).get("image_size") == image_size)
+    )
+    return rec if same else None
 
 
 def _opts(image_size: int | None) -> Any:
@@ -194,6 +241,8 @@ _GEOMETRY_COLS = [
 _CAPTIONS = {
     "tsne": "t-SNE of the test features (pooled backbone output), coloured by class, same layout seed per panel: "
     "classes in separate clusters = semantic features; one blob or a curve = collapse.",
+    "tsne_projector": "t-SNE of the projector outputs (where BYOL's loss acts) of the variants that carry a "
+    "projector, same seed: collapse shows here first.",
     "umap": "UMAP of the same features, same seed per panel.",
     "occlusion": "Occlusion sensitivity: how much the embedding's cosine similarity to the unoccluded one drops "
     "when a grey patch covers each place (one colour scale for all rows): a dark row means nothing in the image "
