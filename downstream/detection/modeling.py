@@ -41,7 +41,9 @@ if "Res5ROIHeadsExtraNorm" not in ROI_HEADS_REGISTRY:
 
 
 def _scaled_steps(steps: tuple[int, ...], old_max: int, new_max: int) -> tuple[int, ...]:
-    return tuple(max(1, round(s * new_max / old_max)) for s in steps)
+    """LR decay steps at the same fractions of a new schedule length (strictly below it, no repeats)."""
+    scaled = {max(1, round(s * new_max / old_max)) for s in steps}
+    return tuple(sorted(s for s in scaled if s < new_max))
 
 
 def build_d2_config(
