@@ -84,7 +84,7 @@ def summarize(plan: Plan, store: Store, outcomes: list[JobOutcome]) -> tuple[str
     lines = [
         "summary: "
         + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("done", "cached", "failed", "blocked"))
-        + f" (of {len(plan.jobs)} jobs)"
+        + f" (of {len(outcomes)} jobs)"
     ]
     bad = [o for o in outcomes if o.status in ("failed", "blocked")]
     for o in bad:
@@ -128,6 +128,13 @@ def run_main(argv: list[str]) -> int:
         metavar="KEY=VALUE",
         help="override a suite key, e.g. --set seeds=[0] --set variants.byol.overrides=[run.epochs=1]",
     )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        metavar="VARIANT",
+        help="run only this variant's jobs (repeatable); the leaderboard still shows the whole suite",
+    )
     p.add_argument("--no-leaderboard", action="store_true")
     p.add_argument("--no-plots", action="store_true")
     args = p.parse_args(argv)
@@ -138,12 +145,17 @@ def run_main(argv: list[str]) -> int:
         return 2
     store = Store(args.results_dir or suite.default_results_dir())
     plan = make_plan(suite)
+    unknown = sorted(set(args.only or []) - set(suite.variants))
+    if unknown:
+        print(f"byol-bench run: --only {unknown[0]!r} is not a variant of {suite.name}", file=sys.stderr)
+        return 2
+    only = set(args.only) if args.only else None
     if args.dry_run:
         print(dry_run_table(plan, store))
         return 0
     start = time.time()
     print(f"suite '{suite.name}': {len(plan.jobs)} jobs, results in {store.root}")
-    outcomes = run_plan(plan, store, _executor(suite, store, args.executor, args.workers))
+    outcomes = run_plan(plan, store, _executor(suite, store, args.executor, args.workers), only=only)
     summary, ok = summarize(plan, store, outcomes)
     print(f"\n{summary}\nwall time {time.time() - start:.1f}s")
     if args.no_leaderboard:

@@ -253,15 +253,20 @@ def run_plan(
     executor: LocalExecutor | SubmititExecutor | None = None,
     fns: StageFns | None = None,
     log: Callable[[str], None] = print,
+    only: set[str] | None = None,
 ) -> list[JobOutcome]:
-    """Run every job of ``plan`` whose output is missing; return one outcome per job (cached included)."""
+    """Run every job of ``plan`` whose output is missing; return one outcome per job (cached included).
+
+    ``only``: run just these variants' jobs (the whole plan is still recorded, for the leaderboard).
+    """
     fns = fns or default_stage_fns()
     executor = executor or LocalExecutor()
     store.write_plan(plan.to_dict())
-    todo = [j for j in plan.jobs if not store.is_done(j)]
-    cached = [JobOutcome(j.id, "cached") for j in plan.jobs if store.is_done(j)]
+    jobs = [j for j in plan.jobs if only is None or j.variant in only]
+    todo = [j for j in jobs if not store.is_done(j)]
+    cached = [JobOutcome(j.id, "cached") for j in jobs if store.is_done(j)]
     if not todo:
-        log(f"all {len(plan.jobs)} jobs are done (cached): nothing to run")
+        log(f"all {len(jobs)} jobs are done (cached): nothing to run")
         return cached
-    log(f"{len(todo)} of {len(plan.jobs)} jobs to run ({len(cached)} cached)")
+    log(f"{len(todo)} of {len(jobs)} jobs to run ({len(cached)} cached)")
     return cached + executor.run(store, todo, fns, log)

@@ -315,3 +315,13 @@ def test_leaderboard_from_results_dir_and_publish(tmp_path, fake_env, capsys):
     assert "records): 0123456789ab" in (pub / "leaderboard.csv").read_text()
     assert before.splitlines()[0] == (pub / "leaderboard.csv").read_text().splitlines()[0]
     assert leaderboard_main([str(pub), "--baseline", "nope"]) == 2
+
+
+def test_only_some_variants(tmp_path, fake_env):
+    plan = make_plan(toy_suite(tmp_path), fakes.FAKE_RESOLVERS)
+    store = Store(tmp_path / "res")
+    outcomes = run_plan(plan, store, LocalExecutor(), fakes.FAKE_FNS, log=lambda s: None, only={"sup"})
+    assert {plan.by_id[o.job_id].variant for o in outcomes} == {"sup"} and len(outcomes) == 2 + 4
+    assert len(store.read_plan()["entries"]) == len(plan.entries)  # the whole suite is still recorded
+    rest = run_plan(plan, store, LocalExecutor(), fakes.FAKE_FNS, log=lambda s: None)
+    assert Counter(o.status for o in rest) == {"cached": 6, "done": len(plan.jobs) - 6}
