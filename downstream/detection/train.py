@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ def trial_main(cfg_yaml: str, splits: dict[str, tuple[str, str]]) -> None:
             "s_per_iter": timer.median(len(timer.values())) if timer else None,
             "backbone_tensors_loaded": n_loaded,
             "peak_cuda_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
         }
         tmp = Path(cfg.OUTPUT_DIR) / "result.json.tmp"
         tmp.write_text(json.dumps(record, indent=1))
