@@ -247,7 +247,10 @@ def install_sdist() -> None:
     with tempfile.TemporaryDirectory(prefix="byol-d2-") as tmp:
         sdist = download_sdist(Path(tmp))
         with tarfile.open(sdist) as tar:
-            tar.extractall(tmp, filter="data")
+            try:
+                tar.extractall(tmp, filter="data")
+            except TypeError:  # Python without extraction filters (< 3.11.4); the sdist is sha256-checked
+                tar.extractall(tmp)
         src = Path(tmp) / f"{SDIST_NAME}-{SDIST_VERSION}"
         apply_fixups(src)
         log("installing the fixed-up sdist (no C++ extension)")
