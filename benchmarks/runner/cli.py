@@ -138,6 +138,8 @@ def run_main(argv: list[str]) -> int:
     p.add_argument("--no-leaderboard", action="store_true")
     p.add_argument("--no-plots", action="store_true")
     args = p.parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):  # progress lines appear as they happen, also in a log file
+        sys.stdout.reconfigure(line_buffering=True)
     try:
         suite = load_suite(args.suite, args.sets)
     except ConfigError as exc:
