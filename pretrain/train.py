@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -355,6 +356,8 @@ def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: t
     if resume and (run_dir / ARTIFACT / "meta.json").exists():
         log.info("%s is a finished run (artifact/meta.json exists); nothing to do", run_dir)
         return run_dir
+    if not resume and d.main and (run_dir / ARTIFACT).exists():
+        shutil.rmtree(run_dir / ARTIFACT)  # a restarted run is unfinished until it exports again
     if cfg.run.threads and device.type == "cpu":
         torch.set_num_threads(cfg.run.threads)
 
