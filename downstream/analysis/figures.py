@@ -55,12 +55,15 @@ def umap_available() -> bool:
 
 
 def project_2d(features: torch.Tensor | np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
-    """``N × 2`` layout of l2-normalised features by t-SNE (perplexity 30, PCA init) or UMAP, seeded."""
+    """``N × 2`` layout of l2-normalised features by t-SNE (perplexity 30, PCA init) or UMAP, seeded;
+    all zeros when every feature vector points the same way."""
     from threadpoolctl import threadpool_limits
 
     if method not in ("tsne", "umap"):
         raise ValueError(f"method must be 'tsne' or 'umap', got '{method}'")
     x = F.normalize(torch.as_tensor(features).double(), dim=1).numpy()
+    if len(x) < 2 or float(np.ptp(x, axis=0).max()) < 1e-9:
+        return np.zeros((len(x), 2))  # every point the same (total collapse): the honest layout is one point
     # one OpenMP thread: a few hundred points are ~8x faster than with every thread on a busy machine
     # (measured: 360 points, 39 s → 5 s on a shared 2-core box); the layout is the same for a given seed
     with threadpool_limits(1):
@@ -68,7 +71,11 @@ def project_2d(features: torch.Tensor | np.ndarray, method: str = "tsne", seed: 
             from sklearn.manifold import TSNE
 
             perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3)))
-            return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+            # exact gradients up to a few thousand points: scikit-learn's Barnes-Hut tree crashes the process
+            # (segmentation fault, seen here) on many duplicate points, which is what collapsed embeddings give
+            method_ = "exact" if len(x) <= 2000 else "barnes_hut"
+            tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, method=method_)
+            return tsne.fit_transform(x)
         import umap
 
         return umap.UMAP(n_components=2, random_state=seed).fit_transform(x)

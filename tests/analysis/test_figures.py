@@ -78,3 +78,14 @@ def test_nearest_is_cosine_top_k() -> None:
     assert idx.tolist()[0] == [0, 2]
     assert idx[1, 0] == 0 or idx[1, 0] == 3  # (0, -1) is orthogonal to both ±e1: a tie, never e2
     assert 1 not in idx[1].tolist()
+
+
+def test_collapsed_features_do_not_crash_the_layout(tmp_path: Path) -> None:
+    one_point = torch.ones(40, 6) * torch.arange(1, 41).view(-1, 1)  # one direction, different norms
+    from downstream.analysis.figures import project_2d
+
+    assert np.array_equal(project_2d(one_point), np.zeros((40, 2)))
+    feats, labels = _clusters(40)
+    feats[:30] = feats[0]  # many duplicates (Barnes-Hut t-SNE segfaults on these)
+    xy = project_2d(feats)
+    assert xy.shape == (40, 2) and np.isfinite(xy).all()
