@@ -43,6 +43,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--cache-dir", default=None)
+    p.add_argument("--note", default="", help="one paragraph under the title (scale, what the runs are)")
     p.add_argument("--set", action="append", default=[], help="EVALUATOR.KEY=VALUE config override; repeat")
     args = p.parse_args(argv)
     try:
@@ -69,6 +70,7 @@ def main(argv: list[str]) -> int:
             seed=args.seed,
             device=args.device,
             cache_dir=args.cache_dir,
+            note=args.note,
         )
     except (ValueError, EvaluatorError, ConfigError, DatasetError, ArtifactError, FrozenCheckError) as exc:
         print(f"byol-bench analyze: error: {exc}", file=sys.stderr)
