@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 import time
@@ -305,6 +306,10 @@ def leaderboard_main(argv: list[str]) -> int:
                 print(f"byol-bench leaderboard: {source} has no plan.json (not a results directory)", file=sys.stderr)
                 return 2
             suite = from_dict(SuiteSpec, plan_dict["suite"], source=str(source / "plan.json"))
+            # JSON keys are sorted on disk: take the row order back from the plan's entries (suite order)
+            order = list(dict.fromkeys(e["variant"] for e in plan_dict["entries"] if e["kind"] == "eval"))
+            order += [v for v in suite.variants if v not in order]
+            suite = dataclasses.replace(suite, variants={v: suite.variants[v] for v in order})
             entries, results_dir = plan_dict["entries"], source
         else:
             suite = load_suite(source)

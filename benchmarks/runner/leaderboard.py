@@ -139,7 +139,8 @@ def aggregate(
         cols = sorted(wide["mean"].columns, key=lambda c: (group_order.index(c[0]), c[1]))
         for k in wide:
             wide[k] = wide[k][cols]
-    order = [v for v in (variants or []) if v in set(df["variant"])] or list(dict.fromkeys(df["variant"]))
+    # every variant of the suite gets a row (one without records yet shows 0 seeds and blanks)
+    order = list(variants or []) + [v for v in dict.fromkeys(df["variant"]) if v not in (variants or [])]
     mean = wide["mean"].reindex(order)
     std = wide["std"].reindex(order)
     n = wide["count"].reindex(order).fillna(0).astype(int)
