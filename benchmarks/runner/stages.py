@@ -147,14 +147,33 @@ def run_eval(job: Job, artifact: str, work_dir: Path) -> dict[str, Any]:
 
     s = job.spec
     options = DatasetOptions(**s["dataset_options"]) if s["dataset_options"] else None
+    # run the config the job's identity was computed from (every resolved key pinned), so a default that
+    # changed in the code since planning cannot make the record differ from its identity
+    if s["config"]:
+        config_path, overrides = None, _pin(s["config"])
+    else:
+        config_path, overrides = s["config_path"], list(s["overrides"])
     return evaluate(
         artifact,
         s["evaluator"],
         s["dataset"],
         dataset_options=options,
-        config_path=s["config_path"],
-        overrides=list(s["overrides"]),
+        config_path=config_path,
+        overrides=overrides,
         seed=int(s["seed"]),
         out=work_dir / "record.json",
         work_dir=work_dir,
     )
+
+
+def _pin(config: dict[str, Any], prefix: str = "") -> list[str]:
+    """``{"a": {"b": 1}, "k": [20, 200]}`` → ``["a.b=1", "k=[20, 200]"]`` (values as JSON, which YAML reads)."""
+    import json
+
+    out: list[str] = []
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            out += _pin(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={json.dumps(value)}")
+    return out
