@@ -29,17 +29,18 @@ class SupervisedConfig:
     arch: str = "resnet18"
     dataset: str = "digits-m"
     image_size: int = 32
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 0.1
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    warmup_epochs: int = 2
     seed: int = 0
 
     def __post_init__(self) -> None:
         get_spec(self.arch)
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs, batch_size and lr must be positive")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.warmup_epochs < 0:
+            raise ValueError("epochs, batch_size and lr must be positive, warmup_epochs >= 0")
 
 
 def to_normalized_tensor(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -93,7 +94,14 @@ def supervised_artifact(out_dir: str | Path, cfg: SupervisedConfig, log: Callabl
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(y_all) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    warmup = cfg.warmup_epochs * steps_per_epoch
+
+    def lr_factor(step: int) -> float:  # linear warm-up, then cosine to zero
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     start = time.time()
     for epoch in range(cfg.epochs):
         model.train()

@@ -7,6 +7,7 @@ temporary file in the same directory and renamed into place, so a reader never s
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import io
 import json
@@ -153,7 +154,16 @@ def stable_hash(obj: Any, length: int = 16) -> str:
 
 
 def code_version() -> dict[str, Any]:
-    """Package version plus git commit and dirty flag of the checkout this code runs from (if any)."""
+    """Package version plus git commit and dirty flag of the checkout this code runs from (if any).
+
+    Read once per process (at first use), so every record a long run writes names the same commit even
+    if the checkout changes underneath it.
+    """
+    return dict(_code_version_once())
+
+
+@functools.cache
+def _code_version_once() -> dict[str, Any]:
     repo = Path(__file__).resolve().parent.parent
     info: dict[str, Any] = {"package": zoo.__version__, "git_sha": None, "git_dirty": None}
     try:

@@ -124,7 +124,7 @@ def test_random_init_is_seeded(tmp_path):
 
 
 def test_supervised_baseline_learns(tmp_path):
-    cfg = SupervisedConfig(dataset="digits", image_size=16, epochs=3, batch_size=64, lr=0.05)
+    cfg = SupervisedConfig(dataset="digits", image_size=16, epochs=3, batch_size=64, lr=0.05, warmup_epochs=1)
     logs = []
     art = load_artifact(supervised_artifact(tmp_path / "sup", cfg, log=logs.append))
     assert art.meta.method == "supervised" and art.meta.config["epochs"] == 3
