@@ -26,7 +26,7 @@ from downstream.features import FEATURE_LAYERS, get_labelled_features
 from downstream.knn import topk_accuracy
 from downstream.linear import l2_grid, low_shot_indices, standardize, sweep_l2
 from downstream.registry import register_evaluator
-from zoo.baselines import _augment, to_normalized_tensor
+from zoo.baselines import random_crop_flip, to_normalized_tensor
 
 __all__ = ["LinearConfig", "linear"]
 
@@ -130,7 +130,7 @@ def _standard(
             if len(idx) < 2:  # BatchNorm needs two rows in train mode
                 continue
             x = to_normalized_tensor(images[idx.numpy()], art.meta.mean, art.meta.std)
-            x = _augment(x, gen, pad, flip=cfg.hflip)
+            x = random_crop_flip(x, gen, pad, flip=cfg.hflip)
             with torch.no_grad():
                 feats = layer_fn(art, x.to(dev)).reshape(len(idx), -1)
             with torch.enable_grad():

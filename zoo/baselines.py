@@ -21,7 +21,13 @@ from zoo.backbones import build_backbone, get_spec
 from zoo.config import to_dict
 from zoo.datasets import ClassificationSplit, DatasetOptions, load_dataset
 
-__all__ = ["SupervisedConfig", "random_init_artifact", "supervised_artifact", "to_normalized_tensor"]
+__all__ = [
+    "SupervisedConfig",
+    "random_crop_flip",
+    "random_init_artifact",
+    "supervised_artifact",
+    "to_normalized_tensor",
+]
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,7 @@ def random_init_artifact(out_dir: str | Path, arch: str = "resnet18", seed: int 
     return save_artifact(out_dir, model, meta)
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator, pad: int, flip: bool = True) -> torch.Tensor:
+def random_crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int, flip: bool = True) -> torch.Tensor:
     """Random crop with reflection padding and (unless ``flip=False``) horizontal flip, per image, batched."""
     n, _, h, w = x.shape
     xp = nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
@@ -109,7 +115,7 @@ def supervised_artifact(out_dir: str | Path, cfg: SupervisedConfig, log: Callabl
         correct = 0
         for i in range(steps_per_epoch):
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            x = _augment(x_all[idx], gen, pad=max(1, cfg.image_size // 8))
+            x = random_crop_flip(x_all[idx], gen, pad=max(1, cfg.image_size // 8))
             logits = head(model(x))
             loss = nn.functional.cross_entropy(logits, y_all[idx])
             opt.zero_grad(set_to_none=True)
