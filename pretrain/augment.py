@@ -25,7 +25,15 @@ import torch.nn.functional as F
 
 from pretrain.config import ViewAugment
 
-__all__ = ["augment_view", "single_thread", "random_resized_crop_flip", "color_jitter", "gaussian_blur", "rgb_to_gray"]
+__all__ = [
+    "swap_background",
+    "augment_view",
+    "single_thread",
+    "random_resized_crop_flip",
+    "color_jitter",
+    "gaussian_blur",
+    "rgb_to_gray",
+]
 
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -167,6 +175,23 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> tor
     y = F.conv2d(y, k.view(n * c, 1, 1, -1), groups=n * c)
     y = F.conv2d(y, k.view(n * c, 1, -1, 1), groups=n * c)
     return y.view(n, c, h, w)
+
+
+def swap_background(
+    images: torch.Tensor, glyphs: torch.Tensor, backgrounds: torch.Tensor, p: float, gen: torch.Generator
+) -> torch.Tensor:
+    """Replace the photo background of each ``digits-m`` image with probability ``p`` (BG_Swap).
+
+    ``images``: uint8 ``N × 3 × S × S``; ``glyphs``: their grey digits, uint8 ``N × S × S``; ``backgrounds``:
+    a bank of photo crops, uint8 ``M × 3 × S × S``. A swapped image is ``|background − glyph|``, the
+    ``digits-m`` recipe with a background drawn uniformly from the bank; the others are returned unchanged.
+    Draws ``N`` probabilities and ``N`` bank indices from ``gen`` whatever ``p`` is.
+    """
+    n = images.shape[0]
+    swap = _bernoulli(n, p, gen)
+    j = torch.randint(backgrounds.shape[0], (n,), generator=gen)
+    composed = (backgrounds[j].to(torch.int16) - glyphs.to(torch.int16).unsqueeze(1)).abs().to(torch.uint8)
+    return torch.where(swap.view(-1, 1, 1, 1).to(images.device), composed.to(images.device), images)
 
 
 @contextlib.contextmanager

@@ -124,9 +124,12 @@ class ViewAugment:
     blur_scale_sigma: bool = True
     solarize_p: float = 0.0
     solarize_threshold: float = 0.5
+    # Background augmentation (Ryali et al. 2021, "BG_Swap", arXiv 2103.12719), digits-m only: with this
+    # probability the view's photo background is replaced by a random other one before the transforms above.
+    background_swap_p: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
+        for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p", "background_swap_p"):
             _check_prob(name, getattr(self, name))
         lo, hi = self.crop_scale
         _check(0 < lo <= hi <= 1, f"crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}")
@@ -211,6 +214,15 @@ class PretrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for view in ("view1", "view2"):
+            p = getattr(self.augment, view).background_swap_p
+            _check(
+                p == 0 or self.data.dataset == "digits-m",
+                f"augment.{view}.background_swap_p={p} needs data.dataset=digits-m (the only set whose "
+                f"foreground masks are known), got data.dataset={self.data.dataset}",
+            )
 
 
 # Keys that control how a run is executed, not what it computes: they may differ on resume.

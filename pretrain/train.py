@@ -41,7 +41,7 @@ import torch.distributed as dist
 import yaml
 from torch import nn
 
-from pretrain.augment import augment_view, single_thread
+from pretrain.augment import augment_view, single_thread, swap_background
 from pretrain.byol import BYOL, projection_std, tau_schedule
 from pretrain.config import RUN_CONTROL_KEYS, PretrainConfig, derive, load_pretrain_config
 from pretrain.knn import knn_accuracy
@@ -120,6 +120,17 @@ class _Data:
         self.mean, self.std = tuple(split.mean), tuple(split.std)
         self.num_classes = split.num_classes
         self.describe = split.describe()
+        self.glyphs: torch.Tensor | None = None  # digits-m background swap: grey digits, N x H x W
+        self.backgrounds: torch.Tensor | None = None  # and a bank of photo crops, M x 3 x H x W
+
+    def add_layers(self, split: str, image_size: int, limit: int | None) -> None:
+        from zoo.datasets import digit_m_layers
+
+        glyphs, bank = digit_m_layers(split, image_size)
+        if limit is not None:
+            glyphs = glyphs[:limit]
+        self.glyphs = torch.from_numpy(glyphs)
+        self.backgrounds = torch.from_numpy(bank).permute(0, 3, 1, 2).contiguous()
 
     def normalized(self) -> torch.Tensor:
         x = self.images.float().div_(255.0)
@@ -134,6 +145,8 @@ def _load_data(cfg: PretrainConfig) -> tuple[_Data, _Data | None]:
     if not isinstance(split, ClassificationSplit):
         raise ConfigError(f"data.dataset '{cfg.data.dataset}' is not an image-classification dataset")
     train_data = _Data(split, cfg.data.limit)
+    if max(cfg.augment.view1.background_swap_p, cfg.augment.view2.background_swap_p) > 0:
+        train_data.add_layers(cfg.data.split, cfg.data.image_size, cfg.data.limit)
     knn_data = None
     if cfg.run.knn_every > 0 and split.has_labels:
         q = load_dataset(cfg.data.dataset, cfg.data.knn_split, opts)
@@ -493,8 +506,13 @@ def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: t
             gen = _seed_gen(cfg.seed, 7919 + d.rank, step)
             batch = data.images[idx].to(device, non_blocking=True)
             with single_thread(device.type == "cpu"):
-                x1 = augment_view(batch, cfg.augment.view1, view_size, data.mean, data.std, gen)
-                x2 = augment_view(batch, cfg.augment.view2, view_size, data.mean, data.std, gen)
+                views = []
+                for view in (cfg.augment.view1, cfg.augment.view2):
+                    src = batch
+                    if view.background_swap_p > 0 and data.glyphs is not None and data.backgrounds is not None:
+                        src = swap_background(batch, data.glyphs[idx], data.backgrounds, view.background_swap_p, gen)
+                    views.append(augment_view(src, view, view_size, data.mean, data.std, gen))
+                x1, x2 = views
             x1 = x1.contiguous(memory_format=memory_format)
             x2 = x2.contiguous(memory_format=memory_format)
 

@@ -45,6 +45,7 @@ __all__ = [
     "load_dataset",
     "list_datasets",
     "digit_arrays",
+    "digit_m_layers",
     "split_indices",
     "validate_coco_json",
     "IMAGENET_MEAN",
@@ -336,6 +337,33 @@ def digit_arrays(
 
     arrays = _load_cached_npz(cache, make)
     return arrays["images"], arrays["labels"], recipe
+
+
+def digit_m_layers(
+    split: str, image_size: int = 32, num_backgrounds: int = 4096, seed: int = 0, cache_dir: Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two layers ``digits-m`` is composed of, for background augmentation in pretraining.
+
+    Returns ``(glyphs, backgrounds)``: the grey digit of every image of ``split`` (uint8 ``N × S × S``, the
+    same order as ``load_dataset("digits-m", split)``) and a bank of ``num_backgrounds`` fresh photo crops
+    (uint8 ``M × S × S × 3``, drawn with a seed distinct from the dataset's). ``|background − glyph|`` is a
+    ``digits-m`` image of the same digit over another background. No labels are involved.
+    """
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split '{split}' (expected one of {', '.join(SPLITS)})")
+    gray, labels, _ = digit_arrays("digits", image_size, seed, cache_dir)
+    idx = split_indices(labels)[split]
+    recipe = {"kind": "digits-m-backgrounds", "size": image_size, "n": num_backgrounds, "seed": seed, "v": 1}
+    cache = (cache_dir or default_cache_dir() / "data") / f"digits-m-bg-{image_size}px-{stable_hash(recipe)}.npz"
+
+    def make() -> dict[str, np.ndarray]:
+        photos = _photos()
+        rng = np.random.default_rng([seed, 104729])  # not the stream that drew the dataset's own backgrounds
+        bank = np.stack([_photo_crop(photos, rng, image_size, max_scale=4.0) for _ in range(num_backgrounds)])
+        return {"backgrounds": bank}
+
+    bank = _load_cached_npz(cache, make)["backgrounds"]
+    return np.ascontiguousarray(gray[idx, :, :, 0]), bank
 
 
 def _digit_builder(kind: str) -> Callable[[str, DatasetOptions], ClassificationSplit]:

@@ -8,6 +8,7 @@ from zoo.datasets import (
     DatasetError,
     DatasetOptions,
     digit_arrays,
+    digit_m_layers,
     list_datasets,
     load_dataset,
     split_indices,
@@ -65,6 +66,23 @@ def test_digits_m_follows_mnist_m_blend(tmp_path):
     ok = (np.abs(photo_a - digit) == blended) | (np.abs(photo_b - digit) == blended)
     assert ok.all()
     assert (photo_a.clip(0, 255) == photo_a).all() and (photo_b <= 510).all()
+
+
+def test_digit_m_layers_match_the_split_and_recompose_it(tmp_path):
+    opts = DatasetOptions(image_size=16, cache_dir=str(tmp_path))
+    split = load_dataset("digits-m", "val", opts)
+    plain = load_dataset("digits", "val", opts)
+    glyphs, bank = digit_m_layers("val", 16, num_backgrounds=32, cache_dir=tmp_path)
+    assert glyphs.shape == (len(split.targets), 16, 16) and glyphs.dtype == np.uint8
+    assert (glyphs == plain.images[..., 0]).all()  # same images, same order as the digits-m split
+    assert bank.shape == (32, 16, 16, 3) and bank.dtype == np.uint8 and bank.std() > 10
+    again, bank2 = digit_m_layers("val", 16, num_backgrounds=32, cache_dir=tmp_path)
+    assert (bank == bank2).all() and (again == glyphs).all()
+    # a glyph over a bank photo is a digits-m image: where the glyph is 0 the photo shows unchanged
+    composed = np.abs(bank[0].astype(int) - glyphs[0][..., None].astype(int))
+    assert (composed[glyphs[0] == 0] == bank[0][glyphs[0] == 0]).all()
+    with pytest.raises(DatasetError, match="unknown split 'dev'"):
+        digit_m_layers("dev", 16, cache_dir=tmp_path)
 
 
 def test_cache_is_reused_and_rebuilt_when_corrupt(tmp_path):

@@ -2,7 +2,14 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from pretrain.augment import _adjust, augment_view, gaussian_blur, random_resized_crop_flip, rgb_to_gray
+from pretrain.augment import (
+    _adjust,
+    augment_view,
+    gaussian_blur,
+    random_resized_crop_flip,
+    rgb_to_gray,
+    swap_background,
+)
 from pretrain.config import View2Augment, ViewAugment
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -70,3 +77,22 @@ def test_blur_preserves_constants_and_smooths():
     blurred = gaussian_blur(noise, torch.tensor([1.0, 1.0]), 3)
     assert blurred.std() < noise.std()
     assert rgb_to_gray(noise).shape == (2, 1, 8, 8)
+
+
+def test_swap_background_recomposes_digits_m_and_respects_p():
+    gen = torch.Generator().manual_seed(0)
+    glyphs = torch.zeros(6, 8, 8, dtype=torch.uint8)
+    glyphs[:, 2:6, 3:5] = 255
+    bank = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8, generator=gen)
+    images = torch.full((6, 3, 8, 8), 7, dtype=torch.uint8)
+    out = swap_background(images, glyphs, bank, 1.0, torch.Generator().manual_seed(1))
+    for img, g in zip(out, glyphs, strict=True):
+        # every output is |photo - glyph| for one photo of the bank
+        matches = [bool((img == (b.int() - g.int()).abs().to(torch.uint8)).all()) for b in bank]
+        assert any(matches)
+    assert torch.equal(swap_background(images, glyphs, bank, 0.0, torch.Generator().manual_seed(1)), images)
+    again = swap_background(images, glyphs, bank, 1.0, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again)  # same generator state, same backgrounds
+    half = swap_background(images, glyphs, bank, 0.5, torch.Generator().manual_seed(2))
+    kept = (half == images).flatten(1).all(1)
+    assert 0 < int(kept.sum()) < 6

@@ -85,3 +85,12 @@ def test_derived_values_stay_out_of_the_config():
     assert cfg.optim.base_lr == 0.4
     with pytest.raises(ConfigError, match="divisible"):
         derive(cfg, 1000, world_size=3)
+
+
+def test_background_swap_needs_digits_m():
+    cfg = load_pretrain_config(None, ["augment.view1.background_swap_p=0.5"])
+    assert cfg.augment.view1.background_swap_p == 0.5 and cfg.augment.view2.background_swap_p == 0.0
+    with pytest.raises(ConfigError, match=r"augment.view2.background_swap_p=1.0 needs data.dataset=digits-m"):
+        load_pretrain_config(None, ["augment.view2.background_swap_p=1.0", "data.dataset=digits"])
+    with pytest.raises(ConfigError, match="background_swap_p"):
+        load_pretrain_config(None, ["augment.view1.background_swap_p=1.5"])
