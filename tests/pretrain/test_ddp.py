@@ -21,7 +21,7 @@ def _worker(rank: int, world: int, port: int, run_dir: str, overrides: list[str]
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank)
     )
     torch.set_num_threads(1)
-    from conftest import tiny_config
+    from pretrain_tiny import tiny_config
 
     import pretrain.train as T
 
@@ -39,7 +39,7 @@ def _worker(rank: int, world: int, port: int, run_dir: str, overrides: list[str]
 
 
 def _initial_conv1(overrides):
-    from conftest import tiny_config
+    from pretrain_tiny import tiny_config
 
     from pretrain.train import build_model
 

@@ -6,7 +6,7 @@ import pickle
 import pytest
 import torch
 import yaml
-from conftest import tiny_config
+from pretrain_tiny import tiny_config
 
 from pretrain.cli import export_main
 from pretrain.cli import main as cli_main
@@ -127,7 +127,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
 
 
 def test_cli_pretrain_and_errors(tmp_path, capsys):
-    from conftest import CONFIGS, TINY
+    from pretrain_tiny import CONFIGS, TINY
 
     out = tmp_path / "cli"
     rc = cli_main([str(CONFIGS / "no-predictor.yaml"), *TINY, "run.epochs=1", "run.knn_every=0", "--out", str(out)])
