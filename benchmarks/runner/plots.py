@@ -11,7 +11,7 @@ from zoo.io import atomic_write_with
 
 from .leaderboard import Leaderboard
 
-__all__ = ["bar_charts", "curve_plot", "loss_curves", "lookup"]
+__all__ = ["bar_charts", "bar_data", "curve_plot", "loss_curves", "lookup"]
 
 
 def _plt() -> Any:
@@ -43,20 +43,36 @@ def lookup(d: dict[str, Any], dotted: str) -> Any:
     return node
 
 
+def bar_data(lb: Leaderboard, metric: str) -> tuple[list[str], list[float], list[float]] | None:
+    """``(variants, means, stds)`` of one ``group.metric`` over the variants that have it (None: nobody has it).
+
+    A variant without the metric (e.g. the projector of a baseline that has none) is left out rather than
+    drawn as a bar at 0, which would read as a measured zero.
+    """
+    group, name = metric.split(".", 1)
+    if (group, name) not in lb.mean.columns:
+        return None
+    mean = lb.mean[(group, name)].dropna()
+    if mean.empty:
+        return None
+    std = lb.std[(group, name)].reindex(mean.index).fillna(0.0)
+    return list(mean.index), [float(v) for v in mean.values], [float(v) for v in std.values]
+
+
 def bar_charts(lb: Leaderboard, metrics: list[str], out_dir: Path, note: str = "") -> list[Path]:
-    """One bar chart per ``group.metric``: seed mean with ± std error bars, one bar per variant."""
+    """One bar chart per ``group.metric``: seed mean with ± std error bars, one bar per variant that has it."""
     plt = _plt()
     paths = []
     for m in metrics:
-        group, name = m.split(".", 1)
-        if (group, name) not in lb.mean.columns:
+        data = bar_data(lb, m)
+        if data is None:
             continue
-        mean = lb.mean[(group, name)]
-        std = lb.std[(group, name)].fillna(0.0)
+        variants, mean, std = data
+        group, name = m.split(".", 1)
         fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(mean) + 1.5), 3.2))
-        labels = [lb.labels.get(v, v) for v in mean.index]
-        colors = ["tab:gray" if v == lb.baseline else "tab:blue" for v in mean.index]
-        ax.bar(range(len(mean)), mean.fillna(0.0).values, yerr=std.values, capsize=3, color=colors)
+        labels = [lb.labels.get(v, v) for v in variants]
+        colors = ["tab:gray" if v == lb.baseline else "tab:blue" for v in variants]
+        ax.bar(range(len(mean)), mean, yerr=std, capsize=3, color=colors)
         ax.set_xticks(range(len(mean)), labels, rotation=35, ha="right", fontsize=8)
         ax.set_ylabel(m)
         ax.set_title(f"{m} (mean ± std over seeds)" + (f"\n{note}" if note else ""), fontsize=9)

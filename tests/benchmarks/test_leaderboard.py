@@ -18,7 +18,7 @@ from benchmarks.runner.leaderboard import (
     render_latex,
     render_markdown,
 )
-from benchmarks.runner.plots import bar_charts, curve_plot, loss_curves
+from benchmarks.runner.plots import bar_charts, bar_data, curve_plot, loss_curves
 from benchmarks.runner.suite import parse_expectation
 from zoo.io import atomic_write_json
 
@@ -214,3 +214,20 @@ def test_plots(tmp_path):
     out = loss_curves({"byol": [log]}, tmp_path)
     assert [p.name for p in out] == ["pretrain_loss.png", "pretrain_knn.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths + out)
+
+
+def test_bar_data_leaves_out_variants_without_the_metric(tmp_path):
+    df = frame()
+    extra = [
+        {"variant": "byol", "seed": s, "group": "geometry", "metric": "rank_projector", "value": r, "job_id": f"g{s}"}
+        for s, r in ((0, 10.0), (1, 14.0))
+    ]
+    lb = aggregate(pd.concat([df, pd.DataFrame(extra)]), ["byol", "tau-1", "random-init"], baseline="random-init")
+    variants, means, stds = bar_data(lb, "geometry.rank_projector")
+    assert variants == ["byol"] and means == [12.0] and stds == pytest.approx([2.0**0.5 * 2.0])
+    variants, means, _ = bar_data(lb, "knn.top1")
+    assert variants == ["byol", "tau-1", "random-init"] and means[1] == pytest.approx(0.12)
+    assert bar_data(lb, "knn.nothing") is None
+    assert [p.name for p in bar_charts(lb, ["geometry.rank_projector", "knn.nothing"], tmp_path)] == [
+        "bar_geometry_rank_projector.png"
+    ]
