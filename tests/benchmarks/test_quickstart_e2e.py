@@ -1,4 +1,4 @@
-"""The README's main job end to end on CPU (real pretraining, export, kNN, linear), at a smaller scale.
+"""The README's main job end to end on CPU (real pretraining, export, kNN, linear, detectron2), at a smaller scale.
 
 Checks the pipeline, not the paper: the suite's expected results are replaced by ones that hold at two
 epochs and catch a broken pipeline (chance is 0.1 on 10 digit classes; a collapsed or NaN backbone or
@@ -22,31 +22,33 @@ SUITE = Path(__file__).resolve().parents[2] / "benchmarks" / "suites" / "quickst
 SMALL = [
     "variants.byol.overrides=[run.epochs=2, data.limit=512, run.knn_every=0]",
     "evaluations.1.overrides=[l2_steps=7]",
+    "evaluations.2.overrides=[max_iter=2, trials=1]",
     "expected=[[random-init, knn.top1_k20, '>', 0.3], [byol, knn.top1_k20, '>', 0.12],"
-    " [byol, linear.top1, '>', 0.15], [random-init, linear.top1, '>', 0.3]]",
+    " [byol, linear.top1, '>', 0.15], [random-init, linear.top1, '>', 0.3], [byol, det.AP, '>=', 0.0]]",
 ]
 
 
 @pytest.mark.slow
+@pytest.mark.detectron2
 def test_quickstart_twice(tmp_path, capsys):
     args = [str(SUITE), "--results-dir", str(tmp_path / "qs"), "--no-plots"]
     for s in SMALL:
         args += ["--set", s]
     assert run_main(args) == 0
     out = capsys.readouterr().out
-    assert "summary: 6 done, 0 cached, 0 failed" in out and "expected results:" in out and "MISS" not in out
+    assert "summary: 8 done, 0 cached, 0 failed" in out and "expected results:" in out and "MISS" not in out
     store = Store(tmp_path / "qs")
     md = (store.root / "leaderboard" / "leaderboard.md").read_text()
-    assert "| byol" in md and "| random-init (baseline)" in md and "knn: top1_k20" in md
+    assert "| byol" in md and "| random-init (baseline)" in md and "knn: top1_k20" in md and "det: AP" in md
     states = {p.name: read_json(p) for p in (store.root / "jobs").glob("*.json")}
-    assert len(states) == 6 and all(s["status"] == "done" and s["attempts"] == 1 for s in states.values())
+    assert len(states) == 8 and all(s["status"] == "done" and s["attempts"] == 1 for s in states.values())
     # an artifact job's record points at its upstream artifact, whose hash the record carries
     rec = read_json(next((store.root / "records").glob("*.json")))
     assert rec["benchmark"]["upstream"] and rec["artifact"]["sha256"]
 
     assert run_main(args) == 0
     out = capsys.readouterr().out
-    assert "all 6 jobs are done (cached): nothing to run" in out
+    assert "all 8 jobs are done (cached): nothing to run" in out
     again = {p.name: read_json(p) for p in (store.root / "jobs").glob("*.json")}
     assert {k: v["attempts"] for k, v in again.items()} == {k: v["attempts"] for k, v in states.items()}
 
