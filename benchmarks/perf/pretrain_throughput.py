@@ -57,6 +57,8 @@ def _common_overrides(args: argparse.Namespace) -> list[str]:
         f"data.limit={args.batch * (args.steps + args.warmup)}",
         "run.epochs=1",
         f"run.checkpoint_every={10**6}",
+        # byol.yaml pins run.threads=1 for the shared CPU; the trainer would override --threads with it
+        f"run.threads={args.threads or 'null'}",
     ]
 
 
