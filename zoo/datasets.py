@@ -259,6 +259,11 @@ def split_indices(
 # --------------------------------------------------------------------------------------------------
 
 
+def _recipe_cache(cache_dir: Path | None, stem: str, recipe: dict[str, Any]) -> Path:
+    """``<cache>/data/<stem>-<hash of recipe>.npz``: a changed recipe gets a new file, never a stale one."""
+    return (cache_dir or default_cache_dir() / "data") / f"{stem}-{stable_hash(recipe)}.npz"
+
+
 def _load_cached_npz(path: Path, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Return the arrays cached at ``path``; (re)generate and write atomically when absent or unreadable."""
     if path.is_file():
@@ -318,7 +323,7 @@ def digit_arrays(
     if kind not in ("digits", "digits-m"):
         raise DatasetError(f"unknown digit set '{kind}'")
     recipe = {"kind": kind, "image_size": image_size, "seed": seed, "version": _RECIPE_VERSION}
-    cache = (cache_dir or default_cache_dir() / "data") / f"{kind}-{image_size}px-{stable_hash(recipe)}.npz"
+    cache = _recipe_cache(cache_dir, f"{kind}-{image_size}px", recipe)
 
     def make() -> dict[str, np.ndarray]:
         d = load_digits()
@@ -354,7 +359,7 @@ def digit_m_layers(
     gray, labels, _ = digit_arrays("digits", image_size, seed, cache_dir)
     idx = split_indices(labels)[split]
     recipe = {"kind": "digits-m-backgrounds", "size": image_size, "n": num_backgrounds, "seed": seed, "v": 1}
-    cache = (cache_dir or default_cache_dir() / "data") / f"digits-m-bg-{image_size}px-{stable_hash(recipe)}.npz"
+    cache = _recipe_cache(cache_dir, f"digits-m-bg-{image_size}px", recipe)
 
     def make() -> dict[str, np.ndarray]:
         photos = _photos()
