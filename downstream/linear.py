@@ -30,6 +30,8 @@ __all__ = [
     "logistic_objective",
     "sweep_l2",
     "low_shot_indices",
+    "fit_ridge",
+    "r2_score",
 ]
 
 
@@ -181,3 +183,28 @@ def low_shot_indices(
         n = max(1, int(round(fraction * len(idx)))) if fraction is not None else min(per_class, len(idx))
         picked.append(rng.choice(idx, size=n, replace=False))
     return np.sort(np.concatenate(picked))
+
+
+def fit_ridge(x: torch.Tensor, y: torch.Tensor, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ridge regression ``min (1/n)||X W + b − Y||² + λ||W||²`` in closed form (bias not penalised).
+
+    ``x``: ``n × D``; ``y``: ``n × T`` targets. Returns ``(W D × T, b T)``.
+    """
+    x, y = x.double(), y.double()
+    xm, ym = x.mean(0, keepdim=True), y.mean(0, keepdim=True)
+    xc, yc = x - xm, y - ym
+    n, d = xc.shape
+    gram = xc.T @ xc / n + l2 * torch.eye(d, dtype=xc.dtype, device=xc.device)
+    w = torch.linalg.solve(gram, xc.T @ yc / n)
+    return w, (ym - xm @ w).squeeze(0)
+
+
+def r2_score(pred: torch.Tensor, y: torch.Tensor) -> float:
+    """Coefficient of determination ``1 − SS_res / SS_tot``, averaged over the columns of ``y`` (``n × T``).
+
+    1 for a perfect fit, 0 for predicting the mean, negative when worse than the mean.
+    """
+    pred, y = pred.double(), y.double()
+    ss_res = ((y - pred) ** 2).sum(0)
+    ss_tot = ((y - y.mean(0, keepdim=True)) ** 2).sum(0).clamp_min(1e-12)
+    return float((1 - ss_res / ss_tot).mean())

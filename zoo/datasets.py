@@ -46,6 +46,7 @@ __all__ = [
     "list_datasets",
     "digit_arrays",
     "digit_m_layers",
+    "digit_m_nuisance",
     "split_indices",
     "validate_coco_json",
     "IMAGENET_MEAN",
@@ -298,11 +299,17 @@ def _photos() -> list[np.ndarray]:
     return [np.asarray(img, dtype=np.uint8) for img in load_sample_images().images]
 
 
-def _photo_crop(photos: list[np.ndarray], rng: np.random.Generator, size: int, max_scale: float) -> np.ndarray:
-    """A random square crop (side in [size, max_scale·size], clipped to the photo) resized to ``size``."""
+def _photo_crop_box(
+    photos: list[np.ndarray], rng: np.random.Generator, size: int, max_scale: float
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A random square crop (side in [size, max_scale·size], clipped to the photo) resized to ``size``.
+
+    Returns ``(crop, (photo_index, y, x, side))``: the box is where in which photo the crop was taken.
+    """
     from PIL import Image
 
-    photo = photos[int(rng.integers(len(photos)))]
+    p = int(rng.integers(len(photos)))
+    photo = photos[p]
     h, w = photo.shape[:2]
     side = int(rng.integers(size, max(size + 1, int(min(h, w, max_scale * size)) + 1)))
     side = min(side, h, w)
@@ -311,7 +318,21 @@ def _photo_crop(photos: list[np.ndarray], rng: np.random.Generator, size: int, m
     crop = photo[y : y + side, x : x + side]
     if side != size:
         crop = np.asarray(Image.fromarray(crop).resize((size, size), Image.BILINEAR))
-    return crop
+    return crop, (p, y, x, side)
+
+
+def _photo_crop(photos: list[np.ndarray], rng: np.random.Generator, size: int, max_scale: float) -> np.ndarray:
+    """``_photo_crop_box`` without the box."""
+    return _photo_crop_box(photos, rng, size, max_scale)[0]
+
+
+def _digit_m_backgrounds(n: int, image_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` photo crops under the ``digits-m`` images (uint8 ``n × S × S × 3``) and their boxes
+    (int ``n × 4``: photo index, y, x, side), in the order the recipe draws them."""
+    photos = _photos()
+    rng = np.random.default_rng(seed)
+    crops, boxes = zip(*(_photo_crop_box(photos, rng, image_size, max_scale=4.0) for _ in range(n)), strict=True)
+    return np.stack(crops), np.asarray(boxes, dtype=np.int64)
 
 
 def digit_arrays(
@@ -332,12 +353,8 @@ def digit_arrays(
         if kind == "digits":
             images = np.repeat(gray[..., None], 3, axis=3)
         else:
-            photos = _photos()
-            rng = np.random.default_rng(seed)
-            images = np.empty((len(gray), image_size, image_size, 3), dtype=np.uint8)
-            for i in range(len(gray)):
-                bg = _photo_crop(photos, rng, image_size, max_scale=4.0).astype(np.int16)
-                images[i] = np.abs(bg - gray[i][..., None].astype(np.int16)).astype(np.uint8)
+            bg, _ = _digit_m_backgrounds(len(gray), image_size, seed)
+            images = np.abs(bg.astype(np.int16) - gray[..., None].astype(np.int16)).astype(np.uint8)
         return {"images": images, "labels": d.target.astype(np.int64)}
 
     arrays = _load_cached_npz(cache, make)
@@ -369,6 +386,35 @@ def digit_m_layers(
 
     bank = _load_cached_npz(cache, make)["backgrounds"]
     return np.ascontiguousarray(gray[idx, :, :, 0]), bank
+
+
+def digit_m_nuisance(
+    split: str, image_size: int = 32, seed: int = 0, cache_dir: Path | None = None
+) -> dict[str, np.ndarray]:
+    """The factors of every ``digits-m`` image of ``split`` that are *not* the digit, replayed from the recipe.
+
+    Same order as ``load_dataset("digits-m", split)``. Keys: ``photo`` (int ``N``: which scikit-learn photo
+    the background was cut from), ``bg_x`` / ``bg_y`` (the crop's centre as a fraction of the photo's width /
+    height), ``bg_scale`` (crop side / the photo's shorter side), ``bg_rgb`` (``N × 3`` mean colour of the
+    background crop in [0, 1]) and ``ink`` (mean of the grey digit in [0, 1], how much of the image is stroke).
+    Used by the ``nuisance`` evaluator to measure how much of a representation is background.
+    """
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split '{split}' (expected one of {', '.join(SPLITS)})")
+    gray, labels, _ = digit_arrays("digits", image_size, seed, cache_dir)
+    bg, boxes = _digit_m_backgrounds(len(labels), image_size, seed)
+    shapes = np.asarray([p.shape[:2] for p in _photos()])[boxes[:, 0]]  # N x (h, w)
+    idx = split_indices(labels)[split]
+    side = boxes[:, 3].astype(np.float64)
+    out = {
+        "photo": boxes[:, 0],
+        "bg_x": (boxes[:, 2] + side / 2) / shapes[:, 1],
+        "bg_y": (boxes[:, 1] + side / 2) / shapes[:, 0],
+        "bg_scale": side / shapes.min(axis=1),
+        "bg_rgb": bg.reshape(len(bg), -1, 3).mean(axis=1) / 255.0,
+        "ink": gray[..., 0].reshape(len(gray), -1).mean(axis=1) / 255.0,
+    }
+    return {k: v[idx] for k, v in out.items()}
 
 
 def _digit_builder(kind: str) -> Callable[[str, DatasetOptions], ClassificationSplit]:

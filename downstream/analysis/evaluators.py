@@ -1,4 +1,4 @@
-"""The analysis evaluators: ``geometry``, ``layerwise`` and ``invariance`` (the usual evaluator contract).
+"""The analysis evaluators: ``geometry``, ``layerwise``, ``invariance`` and ``nuisance`` (the usual contract).
 
 Each takes an ``EvalContext`` and its frozen config dataclass and returns a flat ``dict[str, float]``.
 Metrics of the pooled backbone output carry no suffix; other layers are suffixed ``_<layer>`` (``layer1`` …
@@ -27,10 +27,19 @@ from downstream.artifacts import RAW_PIXELS
 from downstream.context import EvalContext
 from downstream.features import FEATURE_LAYERS
 from downstream.knn import knn_scores, topk_accuracy
-from downstream.linear import l2_grid, standardize, sweep_l2
-from downstream.registry import register_evaluator
+from downstream.linear import fit_ridge, l2_grid, r2_score, standardize, sweep_l2
+from downstream.registry import EvaluatorError, register_evaluator
 
-__all__ = ["GeometryConfig", "LayerwiseConfig", "InvarianceConfig", "geometry", "layerwise", "invariance"]
+__all__ = [
+    "GeometryConfig",
+    "LayerwiseConfig",
+    "InvarianceConfig",
+    "NuisanceConfig",
+    "geometry",
+    "layerwise",
+    "invariance",
+    "nuisance",
+]
 
 
 def _suffix(layer: str) -> str:
@@ -226,4 +235,94 @@ def invariance(ctx: EvalContext, cfg: InvarianceConfig) -> dict[str, float]:
     shift = np.roll(np.arange(len(x01)), 1)  # each image against its neighbour in the split
     for layer in layers:
         out[f"cos_other{_suffix(layer)}"] = mean_cosine(clean[layer], clean[layer][shift])
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# nuisance factors (digits-m): how much of the representation is background
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NuisanceConfig:
+    """Linear probes of ``digits-m``'s non-digit factors from frozen features: train → test, L2 chosen on val.
+
+    Factors (``zoo.datasets.digit_m_nuisance``): which photo the background was cut from, where (crop centre
+    x / y) and how large, the background's mean colour, and the digit's ink amount.
+    """
+
+    layers: tuple[str, ...] = ("pool",)
+    heads: bool = False
+    l2_min: float = 1e-4  # ridge / logistic strengths on standardised features, one per decade
+    l2_max: float = 1e4
+    l2_steps: int = 9
+    max_iter: int = 300
+
+    def __post_init__(self) -> None:
+        _check_layers(self.layers)
+        if self.l2_steps < 1 or self.max_iter < 1:
+            raise ValueError("l2_steps and max_iter must be positive")
+        if not 0 < self.l2_min <= self.l2_max:
+            raise ValueError("need 0 < l2_min <= l2_max")
+
+
+_NUISANCE_TARGETS = ("bg_x", "bg_y", "bg_scale", "bg_rgb", "ink")
+
+
+@register_evaluator(
+    "nuisance",
+    config=NuisanceConfig,
+    task="classification",
+    frozen=True,
+    selection_rule="L2 strength per probe chosen by val accuracy / R², test reported once",
+)
+def nuisance(ctx: EvalContext, cfg: NuisanceConfig) -> dict[str, float]:
+    """``photo_top1`` (2 photos; chance ≈ 0.5) and ``<factor>_r2`` (0 = not linearly decodable) per layer.
+
+    ``digit_top1`` is the digit read by the same kind of probe, for comparison: a representation that
+    tracks the background better than the initialisation does while tracking the digit worse has learnt
+    the background shortcut.
+    """
+    if ctx.dataset != "digits-m":
+        raise EvaluatorError(
+            f"the nuisance evaluator needs the digits-m dataset (its factors are known), got '{ctx.dataset}'"
+        )
+    from zoo.datasets import digit_m_nuisance
+
+    opts = ctx.dataset_options
+    size, seed = opts.image_size or 32, opts.seed
+    factors = {s: digit_m_nuisance(s, size, seed, opts.cache_path()) for s in ("train", "val", "test")}
+    layers = available_layers(ctx.artifact, cfg.layers) if cfg.heads else list(cfg.layers)
+    grid = l2_grid(cfg.l2_min, cfg.l2_max, cfg.l2_steps)
+    dev = ctx.device
+    out: dict[str, float] = {}
+    chosen: dict[str, float] = {}
+    for layer in layers:
+        feats = {}
+        labels = {}
+        for s in ("train", "val", "test"):
+            feats[s], labels[s] = split_features(ctx, s, layer)
+        tr, va, te = (t.to(dev) for t in standardize(feats["train"], feats["val"], feats["test"]))
+        sfx = _suffix(layer)
+        for name, y in (("photo", {s: factors[s]["photo"] for s in factors}), ("digit", labels)):
+            ys = {s: torch.from_numpy(np.asarray(v, dtype=np.int64)).to(dev) for s, v in y.items()}
+            k = int(max(int(v.max()) for v in ys.values())) + 1
+            best, _, models = sweep_l2(tr, ys["train"], va, ys["val"], k, grid, max_iter=cfg.max_iter)
+            W, b = models[best]
+            out[f"{name}_top1{sfx}"] = topk_accuracy(te @ W.t() + b, ys["test"], (1,))[1]
+            chosen[f"{name}{sfx}"] = grid[best]
+        for name in _NUISANCE_TARGETS:
+            ys = {
+                s: torch.from_numpy(np.asarray(factors[s][name], dtype=np.float64))
+                .reshape(len(factors[s][name]), -1)
+                .to(dev)
+                for s in factors
+            }
+            fits = [fit_ridge(tr, ys["train"], l2) for l2 in grid]
+            val_r2 = [r2_score(va.double() @ W + b, ys["val"]) for W, b in fits]
+            best = int(np.argmax(val_r2))
+            W, b = fits[best]
+            out[f"{name}_r2{sfx}"] = r2_score(te.double() @ W + b, ys["test"])
+            chosen[f"{name}{sfx}"] = grid[best]
+    ctx.selection.update(split="val", criterion="val top-1 / R²", l2_per_probe=chosen)
     return out
