@@ -13,7 +13,10 @@ blur 1.0/0.1 with σ scaled by size/224, solarize 0/0.2), on the embedded ``digi
 Each side runs in its own subprocess so that peak memory (max RSS on CPU, ``max_memory_allocated`` on GPU)
 is its own. Usage::
 
-    python benchmarks/perf/pretrain_throughput.py --batch 128 --steps 8 --threads 1
+    python benchmarks/perf/pretrain_throughput.py --batch 128 --steps 6 --warmup 1 --threads 1 --repeats 3
+
+The machine's load drifts (a shared 2-core VM: single runs of the same command gave ratios from 1.2× to
+1.5×), so each side runs ``--repeats`` times, alternating, and the medians are compared.
 """
 
 from __future__ import annotations
@@ -194,6 +197,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the reference loop")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per side, alternating; medians reported")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
@@ -208,26 +212,39 @@ def main() -> None:
 
     from zoo.io import machine_info
 
-    results = {}
-    for which in ("ours", "lightly"):
-        cmd = [sys.executable, __file__, "--which", which] + [a for a in sys.argv[1:] if not a.startswith("--which")]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-        if line is None:
-            sys.exit(f"{which} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-        results[which] = json.loads(line[len("RESULT ") :])
+    runs: dict[str, list[dict]] = {"ours": [], "lightly": []}
+    for _ in range(args.repeats):  # alternate the sides so that a drift in machine load hits both
+        for which in ("ours", "lightly"):
+            cmd = [sys.executable, __file__, "--which", which]
+            cmd += [a for a in sys.argv[1:] if not a.startswith("--which")]
+            env = {**os.environ, "PYTHONPATH": str(REPO)}
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            if line is None:
+                sys.exit(f"{which} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+            runs[which].append(json.loads(line[len("RESULT ") :]))
+    results = {
+        which: {
+            "images_per_s": statistics.median(r["images_per_s"] for r in rs),
+            "images_per_s_each": [round(r["images_per_s"], 1) for r in rs],
+            "peak_memory_mb": max(r["peak_memory_mb"] for r in rs),
+            "steps": rs[0]["steps"],
+        }
+        for which, rs in runs.items()
+    }
+    pair_ratios = [o["images_per_s"] / ref["images_per_s"] for o, ref in zip(runs["ours"], runs["lightly"])]
     info = machine_info()
     print(f"device: {args.device} ({info.get('gpu') or info['cpu']}, {info['cpu_count']} cores), "
           f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
     print(f"{args.arch} {args.image_size}px batch {args.batch} hidden {args.hidden}, threads {args.threads}, "
-          f"reference DataLoader workers {args.workers}")  # fmt: skip
-    print(f"{'loop':<10}{'images/s':>10}{'peak MB':>10}{'steps':>7}")
+          f"reference DataLoader workers {args.workers}, {args.repeats} alternating repeats")  # fmt: skip
+    print(f"{'loop':<10}{'images/s':>10}{'peak MB':>10}{'steps':>7}  each repeat")
     for which, r in results.items():
-        print(f"{which:<10}{r['images_per_s']:>10.1f}{r['peak_memory_mb']:>10.0f}{r['steps']:>7}")
+        print(f"{which:<10}{r['images_per_s']:>10.1f}{r['peak_memory_mb']:>10.0f}{r['steps']:>7}  "
+              f"{r['images_per_s_each']}")  # fmt: skip
     ratio = results["ours"]["images_per_s"] / results["lightly"]["images_per_s"]
-    print(f"ratio ours / lightly: {ratio:.2f}x")
-    print("JSON " + json.dumps({"results": results, "ratio": ratio, "args": vars(args)}))
+    print(f"ratio ours / lightly (medians): {ratio:.2f}x; per repeat: {', '.join(f'{x:.2f}' for x in pair_ratios)}")
+    print("JSON " + json.dumps({"results": results, "ratio": ratio, "pair_ratios": pair_ratios, "args": vars(args)}))
 
 
 if __name__ == "__main__":
