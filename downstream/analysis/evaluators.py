@@ -53,6 +53,13 @@ def _check_layers(layers: tuple[str, ...]) -> None:
         raise ValueError(f"layers must be a non-empty subset of {', '.join(known)}; unknown: {bad}")
 
 
+def _check_probe_grid(l2_min: float, l2_max: float, l2_steps: int, max_iter: int) -> None:
+    if l2_steps < 1 or max_iter < 1:
+        raise ValueError("l2_steps and max_iter must be positive")
+    if not 0 < l2_min <= l2_max:
+        raise ValueError("need 0 < l2_min <= l2_max")
+
+
 def _test_images(ctx: EvalContext, split: str, max_images: int) -> torch.Tensor:
     """The first ``max_images`` images of ``split`` as floats in [0, 1] (a fixed, reproducible subset)."""
     images, _ = ctx.load_split(split).arrays()
@@ -143,10 +150,9 @@ class LayerwiseConfig:
 
     def __post_init__(self) -> None:
         _check_layers(self.layers)
-        if self.knn_k < 1 or self.knn_temperature <= 0 or self.l2_steps < 1 or self.max_iter < 1:
-            raise ValueError("knn_k, knn_temperature, l2_steps and max_iter must be positive")
-        if not 0 < self.l2_min <= self.l2_max:
-            raise ValueError("need 0 < l2_min <= l2_max")
+        if self.knn_k < 1 or self.knn_temperature <= 0:
+            raise ValueError("knn_k and knn_temperature must be positive")
+        _check_probe_grid(self.l2_min, self.l2_max, self.l2_steps, self.max_iter)
 
 
 @register_evaluator(
@@ -260,10 +266,7 @@ class NuisanceConfig:
 
     def __post_init__(self) -> None:
         _check_layers(self.layers)
-        if self.l2_steps < 1 or self.max_iter < 1:
-            raise ValueError("l2_steps and max_iter must be positive")
-        if not 0 < self.l2_min <= self.l2_max:
-            raise ValueError("need 0 < l2_min <= l2_max")
+        _check_probe_grid(self.l2_min, self.l2_max, self.l2_steps, self.max_iter)
 
 
 _NUISANCE_TARGETS = ("bg_x", "bg_y", "bg_scale", "bg_rgb", "ink")
@@ -297,32 +300,30 @@ def nuisance(ctx: EvalContext, cfg: NuisanceConfig) -> dict[str, float]:
     dev = ctx.device
     out: dict[str, float] = {}
     chosen: dict[str, float] = {}
+    splits = ("train", "val", "test")
+    classes = {"photo": {s: factors[s]["photo"] for s in splits}, "digit": {}}
     for layer in layers:
         feats = {}
-        labels = {}
-        for s in ("train", "val", "test"):
-            feats[s], labels[s] = split_features(ctx, s, layer)
+        for s in splits:
+            feats[s], classes["digit"][s] = split_features(ctx, s, layer)
         tr, va, te = (t.to(dev) for t in standardize(feats["train"], feats["val"], feats["test"]))
         sfx = _suffix(layer)
-        for name, y in (("photo", {s: factors[s]["photo"] for s in factors}), ("digit", labels)):
-            ys = {s: torch.from_numpy(np.asarray(v, dtype=np.int64)).to(dev) for s, v in y.items()}
-            k = int(max(int(v.max()) for v in ys.values())) + 1
-            best, _, models = sweep_l2(tr, ys["train"], va, ys["val"], k, grid, max_iter=cfg.max_iter)
+        for name, labels in classes.items():  # multinomial logistic probes
+            y = {s: torch.from_numpy(np.asarray(labels[s], dtype=np.int64)).to(dev) for s in splits}
+            k = max(int(v.max()) for v in y.values()) + 1
+            best, _, models = sweep_l2(tr, y["train"], va, y["val"], k, grid, max_iter=cfg.max_iter)
             W, b = models[best]
-            out[f"{name}_top1{sfx}"] = topk_accuracy(te @ W.t() + b, ys["test"], (1,))[1]
+            out[f"{name}_top1{sfx}"] = topk_accuracy(te @ W.t() + b, y["test"], (1,))[1]
             chosen[f"{name}{sfx}"] = grid[best]
-        for name in _NUISANCE_TARGETS:
-            ys = {
-                s: torch.from_numpy(np.asarray(factors[s][name], dtype=np.float64))
-                .reshape(len(factors[s][name]), -1)
-                .to(dev)
-                for s in factors
+        for name in _NUISANCE_TARGETS:  # ridge probes, R² of the held-out split
+            t = {
+                s: torch.from_numpy(factors[s][name].reshape(len(factors[s][name]), -1)).double().to(dev)
+                for s in splits
             }
-            fits = [fit_ridge(tr, ys["train"], l2) for l2 in grid]
-            val_r2 = [r2_score(va.double() @ W + b, ys["val"]) for W, b in fits]
-            best = int(np.argmax(val_r2))
+            fits = [fit_ridge(tr, t["train"], l2) for l2 in grid]
+            best = int(np.argmax([r2_score(va.double() @ W + b, t["val"]) for W, b in fits]))
             W, b = fits[best]
-            out[f"{name}_r2{sfx}"] = r2_score(te.double() @ W + b, ys["test"])
+            out[f"{name}_r2{sfx}"] = r2_score(te.double() @ W + b, t["test"])
             chosen[f"{name}{sfx}"] = grid[best]
     ctx.selection.update(split="val", criterion="val top-1 / R²", l2_per_probe=chosen)
     return out
