@@ -13,7 +13,7 @@ blur 1.0/0.1 with σ scaled by size/224, solarize 0/0.2), on the embedded ``digi
 Each side runs in its own subprocess so that peak memory (max RSS on CPU, ``max_memory_allocated`` on GPU)
 is its own. Usage::
 
-    python benchmarks/perf/pretrain_throughput.py --batch 128 --steps 6 --warmup 1 --threads 1 --repeats 3
+    python benchmarks/perf/pretrain_throughput.py --batch 128 --steps 6 --warmup 2 --threads 1 --repeats 3
 
 The machine's load drifts (a shared 2-core VM: single runs of the same command gave ratios from 1.2× to
 1.5×), so each side runs ``--repeats`` times, alternating, and the medians are compared.
