@@ -80,104 +80,29 @@ def run_ours(args: argparse.Namespace) -> dict:
 
 
 def run_lightly(args: argparse.Namespace) -> dict:
-    import copy
-
     from lightly.loss import NegativeCosineSimilarity
-    from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
-    from lightly.models.utils import deactivate_requires_grad, update_momentum
-    from lightly.transforms.byol_transform import BYOLTransform, BYOLView1Transform, BYOLView2Transform
-    from lightly.utils.lars import LARS
     from lightly.utils.scheduler import cosine_schedule
-    from torch import nn
 
+    from benchmarks.lightly_reference import LightlyBYOL, lightly_lars, lightly_loader, lightly_step, lightly_views
     from pretrain.config import load_pretrain_config
-    from zoo.backbones import build_backbone
     from zoo.datasets import DatasetOptions, load_dataset
 
     cfg = load_pretrain_config(REPO / "pretrain" / "configs" / "byol.yaml", _common_overrides(args))
-    v1, v2 = cfg.augment.view1, cfg.augment.view2
-    scale = args.image_size / 224
     split = load_dataset("digits-m", "train", DatasetOptions(image_size=args.image_size))
-    norm = {"mean": list(split.mean), "std": list(split.std)}
-
-    def view(v, cls):  # the same probabilities and strengths as our config
-        return cls(
-            input_size=args.image_size,
-            cj_prob=v.jitter_p,
-            cj_bright=v.brightness,
-            cj_contrast=v.contrast,
-            cj_sat=v.saturation,
-            cj_hue=v.hue,
-            min_scale=v.crop_scale[0],
-            random_gray_scale=v.grayscale_p,
-            gaussian_blur=v.blur_p,
-            solarization_prob=v.solarize_p,
-            sigmas=(v.blur_sigma[0] * scale, v.blur_sigma[1] * scale),
-            hf_prob=v.flip_p,
-            normalize=norm,
-        )
-
-    transform = BYOLTransform(
-        view_1_transform=view(v1, BYOLView1Transform), view_2_transform=view(v2, BYOLView2Transform)
-    )
+    transform = lightly_views(cfg.augment, args.image_size, split.mean, split.std)
     limit = args.batch * (args.steps + args.warmup)
-
-    class DS(torch.utils.data.Dataset):
-        def __len__(self) -> int:
-            return min(limit, len(split))
-
-        def __getitem__(self, i: int):
-            img, _ = split[i]
-            return transform(img)
-
-    loader = torch.utils.data.DataLoader(
-        DS(), batch_size=args.batch, shuffle=True, drop_last=True, num_workers=args.workers
-    )
+    loader = lightly_loader(split, transform, args.batch, limit, args.workers)
     device = torch.device(args.device)
-
-    class BYOLRef(nn.Module):  # lightly's BYOL example model
-        def __init__(self) -> None:
-            super().__init__()
-            self.backbone = build_backbone(args.arch)
-            self.projection_head = BYOLProjectionHead(self.backbone.feature_dim, args.hidden, 256)
-            self.prediction_head = BYOLPredictionHead(256, args.hidden, 256)
-            self.backbone_momentum = copy.deepcopy(self.backbone)
-            self.projection_head_momentum = copy.deepcopy(self.projection_head)
-            deactivate_requires_grad(self.backbone_momentum)
-            deactivate_requires_grad(self.projection_head_momentum)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.prediction_head(self.projection_head(self.backbone(x)))
-
-        def forward_momentum(self, x: torch.Tensor) -> torch.Tensor:
-            return self.projection_head_momentum(self.backbone_momentum(x)).detach()
-
-    model = BYOLRef().to(device)
+    model = LightlyBYOL(args.arch, args.hidden, 256).to(device)
     criterion = NegativeCosineSimilarity()
-    lr = cfg.optim.base_lr * args.batch / 256
-    opt = LARS(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=lr,
-        momentum=cfg.optim.momentum,
-        weight_decay=cfg.optim.weight_decay,
-        trust_coefficient=cfg.optim.lars_eta,
-    )
+    opt = lightly_lars(model, cfg.optim, cfg.optim.base_lr * args.batch / 256)
     total = len(loader)
     times = []
     t0 = time.perf_counter()
     start = time.perf_counter()
-    for step, ((x0, x1),) in enumerate(zip(loader)):
+    for step, (x0, x1) in enumerate(loader):
         m = cosine_schedule(step, total, cfg.byol.tau_base, 1.0)
-        update_momentum(model.backbone, model.backbone_momentum, m=m)
-        update_momentum(model.projection_head, model.projection_head_momentum, m=m)
-        x0, x1 = x0.to(device), x1.to(device)
-        p0, z0 = model(x0), model.forward_momentum(x0)
-        p1, z1 = model(x1), model.forward_momentum(x1)
-        loss = 0.5 * (criterion(p0, z1) + criterion(p1, z0))
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        float(loss)
+        float(lightly_step(model, criterion, opt, x0.to(device), x1.to(device), m))
         now = time.perf_counter()
         times.append(now - t0)
         t0 = now
