@@ -21,11 +21,12 @@ A registered builder is ``fn(split: str, opts: DatasetOptions) -> Classification
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -293,14 +294,19 @@ def _upscale(images01: np.ndarray, size: int) -> np.ndarray:
     return up[:, 0].clamp_(0, 1).numpy()
 
 
-def _photos() -> list[np.ndarray]:
+@functools.lru_cache(maxsize=1)
+def _photos() -> tuple[np.ndarray, ...]:
+    """scikit-learn's two sample photos, decoded once per process (every generator here cuts from them)."""
     from sklearn.datasets import load_sample_images
 
-    return [np.asarray(img, dtype=np.uint8) for img in load_sample_images().images]
+    photos = tuple(np.array(img, dtype=np.uint8) for img in load_sample_images().images)
+    for photo in photos:
+        photo.setflags(write=False)  # shared by every caller: a crop of it must be copied before it is changed
+    return photos
 
 
 def _photo_crop_box(
-    photos: list[np.ndarray], rng: np.random.Generator, size: int, max_scale: float
+    photos: Sequence[np.ndarray], rng: np.random.Generator, size: int, max_scale: float
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """A random square crop (side in [size, max_scale·size], clipped to the photo) resized to ``size``.
 
@@ -321,7 +327,7 @@ def _photo_crop_box(
     return crop, (p, y, x, side)
 
 
-def _photo_crop(photos: list[np.ndarray], rng: np.random.Generator, size: int, max_scale: float) -> np.ndarray:
+def _photo_crop(photos: Sequence[np.ndarray], rng: np.random.Generator, size: int, max_scale: float) -> np.ndarray:
     """``_photo_crop_box`` without the box."""
     return _photo_crop_box(photos, rng, size, max_scale)[0]
 
@@ -361,6 +367,14 @@ def digit_arrays(
     return arrays["images"], arrays["labels"], recipe
 
 
+def _split_glyphs(split: str, image_size: int, seed: int, cache_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """The grey digits under every digit image (uint8 ``N × S × S``) and the indices of ``split`` among them."""
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split '{split}' (expected one of {', '.join(SPLITS)})")
+    gray, labels, _ = digit_arrays("digits", image_size, seed, cache_dir)
+    return gray[..., 0], split_indices(labels)[split]
+
+
 def digit_m_layers(
     split: str, image_size: int = 32, num_backgrounds: int = 4096, seed: int = 0, cache_dir: Path | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -371,10 +385,7 @@ def digit_m_layers(
     (uint8 ``M × S × S × 3``, drawn with a seed distinct from the dataset's). ``|background − glyph|`` is a
     ``digits-m`` image of the same digit over another background. No labels are involved.
     """
-    if split not in SPLITS:
-        raise DatasetError(f"unknown split '{split}' (expected one of {', '.join(SPLITS)})")
-    gray, labels, _ = digit_arrays("digits", image_size, seed, cache_dir)
-    idx = split_indices(labels)[split]
+    gray, idx = _split_glyphs(split, image_size, seed, cache_dir)
     recipe = {"kind": "digits-m-backgrounds", "size": image_size, "n": num_backgrounds, "seed": seed, "v": 1}
     cache = _recipe_cache(cache_dir, f"digits-m-bg-{image_size}px", recipe)
 
@@ -385,7 +396,7 @@ def digit_m_layers(
         return {"backgrounds": bank}
 
     bank = _load_cached_npz(cache, make)["backgrounds"]
-    return np.ascontiguousarray(gray[idx, :, :, 0]), bank
+    return np.ascontiguousarray(gray[idx]), bank
 
 
 def digit_m_nuisance(
@@ -399,12 +410,9 @@ def digit_m_nuisance(
     background crop in [0, 1]) and ``ink`` (mean of the grey digit in [0, 1], how much of the image is stroke).
     Used by the ``nuisance`` evaluator to measure how much of a representation is background.
     """
-    if split not in SPLITS:
-        raise DatasetError(f"unknown split '{split}' (expected one of {', '.join(SPLITS)})")
-    gray, labels, _ = digit_arrays("digits", image_size, seed, cache_dir)
-    bg, boxes = _digit_m_backgrounds(len(labels), image_size, seed)
+    gray, idx = _split_glyphs(split, image_size, seed, cache_dir)
+    bg, boxes = _digit_m_backgrounds(len(gray), image_size, seed)
     shapes = np.asarray([p.shape[:2] for p in _photos()])[boxes[:, 0]]  # N x (h, w)
-    idx = split_indices(labels)[split]
     side = boxes[:, 3].astype(np.float64)
     out = {
         "photo": boxes[:, 0],
@@ -412,7 +420,7 @@ def digit_m_nuisance(
         "bg_y": (boxes[:, 1] + side / 2) / shapes[:, 0],
         "bg_scale": side / shapes.min(axis=1),
         "bg_rgb": bg.reshape(len(bg), -1, 3).mean(axis=1) / 255.0,
-        "ink": gray[..., 0].reshape(len(gray), -1).mean(axis=1) / 255.0,
+        "ink": gray.reshape(len(gray), -1).mean(axis=1) / 255.0,
     }
     return {k: v[idx] for k, v in out.items()}
 
