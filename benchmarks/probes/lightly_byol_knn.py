@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +51,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    np.random.seed(args.seed)  # lightly's blur and solarize draw from NumPy's global generator
+    random.seed(args.seed)
     cfg = load_pretrain_config(
         REPO / "pretrain" / "configs" / "byol.yaml",
         [f"augment.view1.crop_scale=[{args.min_scale},1.0]", f"augment.view2.crop_scale=[{args.min_scale},1.0]"],
