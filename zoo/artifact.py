@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,16 @@ from torch import nn
 from zoo.backbones import BackboneError, build_backbone, get_spec
 from zoo.datasets import IMAGENET_MEAN, IMAGENET_STD
 from zoo.heads import MLPSpec, build_mlp
-from zoo.io import atomic_replace_dir, atomic_write_json, code_version, read_json, sha256_file, utc_now
+from zoo.io import (
+    atomic_replace_dir,
+    atomic_write_json,
+    atomic_write_with,
+    code_version,
+    make_temp_dir,
+    read_json,
+    sha256_file,
+    utc_now,
+)
 
 __all__ = [
     "ArtifactMeta",
@@ -105,9 +113,12 @@ def save_artifact(
         k: v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items() if not k.startswith("fc.")
     }
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    tmp = make_temp_dir(f".{directory.name}.", directory.parent)
     try:
-        save_file(state, str(tmp / WEIGHTS), metadata={"architecture": meta.architecture})
+        # through atomic_write_with: safetensors writes 0600 files, which would ignore the umask
+        atomic_write_with(
+            tmp / WEIGHTS, lambda p: save_file(state, str(p), metadata={"architecture": meta.architecture})
+        )
         extra = dict(meta.extra)
         if heads:
             head_state = {
@@ -115,7 +126,7 @@ def save_artifact(
                 for name, (_, module) in heads.items()
                 for k, v in module.state_dict().items()
             }
-            save_file(head_state, str(tmp / HEADS))
+            atomic_write_with(tmp / HEADS, lambda p: save_file(head_state, str(p)))
             extra["heads"] = {name: spec.to_dict() for name, (spec, _) in heads.items()}
             extra["heads_sha256"] = sha256_file(tmp / HEADS)
         meta = dataclasses.replace(meta, weights_sha256=sha256_file(tmp / WEIGHTS), extra=extra)

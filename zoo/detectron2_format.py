@@ -19,7 +19,12 @@ import torch
 
 from zoo.io import atomic_write_bytes
 
-__all__ = ["torchvision_to_detectron2_key", "torchvision_to_detectron2", "save_detectron2_pkl"]
+__all__ = [
+    "torchvision_to_detectron2_key",
+    "detectron2_to_torchvision_key",
+    "torchvision_to_detectron2",
+    "save_detectron2_pkl",
+]
 
 
 def torchvision_to_detectron2_key(key: str) -> str:
@@ -29,6 +34,20 @@ def torchvision_to_detectron2_key(key: str) -> str:
     key = re.sub(r"^layer(\d)", lambda m: f"res{int(m.group(1)) + 1}", key)
     key = re.sub(r"\bbn(\d)\b", r"conv\1.norm", key)
     key = key.replace("downsample.0", "shortcut").replace("downsample.1", "shortcut.norm")
+    return key
+
+
+def detectron2_to_torchvision_key(key: str) -> str:
+    """The inverse of :func:`torchvision_to_detectron2_key` (``byol-bench import --layout detectron2``).
+
+    Other names (Caffe2-style ``res2_0_branch2a_w``, ``fc1000``) come back unchanged, so a strict key
+    check reports them as unknown.
+    """
+    key = re.sub(r"^stem\.conv1\.norm\.", "bn1.", key)
+    key = re.sub(r"^stem\.(?=conv1\.)", "", key)
+    key = re.sub(r"^res([2-5])\.", lambda m: f"layer{int(m.group(1)) - 1}.", key)
+    key = key.replace(".shortcut.norm.", ".downsample.1.").replace(".shortcut.", ".downsample.0.")
+    key = re.sub(r"\.conv(\d)\.norm\.", r".bn\1.", key)
     return key
 
 

@@ -29,6 +29,8 @@ __all__ = [
     "atomic_torch_save",
     "atomic_write_with",
     "atomic_replace_dir",
+    "current_umask",
+    "make_temp_dir",
     "read_json",
     "sha256_bytes",
     "sha256_file",
@@ -53,8 +55,38 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux exposes it (``/proc/self/status``).
+
+    Elsewhere it is read the only portable way, by setting it and putting it back at once.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_temp_dir(prefix: str, dir: str | os.PathLike) -> Path:  # noqa: A002 - tempfile's own name
+    """``tempfile.mkdtemp`` with the mode an ordinary ``mkdir`` would give (``0o777 & ~umask``).
+
+    ``mkdtemp`` makes 0700 folders whatever the umask; a folder that is renamed into place as an artifact
+    or cache must be as readable as any other folder the user creates (shared results, clusters).
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=dir))
+    os.chmod(tmp, 0o777 & ~current_umask())
+    return tmp
+
+
 def atomic_write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
-    """Call ``writer(tmp_path)`` then rename ``tmp_path`` onto ``path`` (same directory, atomic)."""
+    """Call ``writer(tmp_path)`` then rename ``tmp_path`` onto ``path`` (same directory, atomic).
+
+    The file ends with the mode ``open()`` would give it (``0o666 & ~umask``), not ``mkstemp``'s 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -62,6 +94,7 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -
     tmp_path = Path(tmp)
     try:
         writer(tmp_path)
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)

@@ -1,0 +1,441 @@
+"""``byol-bench import``: checkpoints built in each library's layout from one known torchvision ResNet must
+import to bit-identical eval-mode features; unknown/missing keys, unsafe pickles and look-alike networks
+are refused with messages that name them."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from benchmarks.cli import main as cli_main
+from zoo.artifact import load_artifact, read_meta
+from zoo.backbones import build_backbone
+from zoo.detectron2_format import (
+    detectron2_to_torchvision_key,
+    save_detectron2_pkl,
+    torchvision_to_detectron2_key,
+)
+from zoo.importers import (
+    LAYOUTS,
+    CheckpointImportError,
+    KeyMismatchError,
+    UnsafeCheckpointError,
+    UnsupportedCheckpointError,
+    detect_layout,
+    import_checkpoint,
+    map_checkpoint,
+    read_checkpoint,
+)
+from zoo.io import sha256_file
+
+
+def _source(arch: str = "resnet18", seed: int = 0) -> nn.Module:
+    """A torchvision ResNet with random weights *and* random BN statistics (eval mode)."""
+    torch.manual_seed(seed)
+    model = build_backbone(arch) if arch == "resnet18-small" else getattr(torchvision.models, arch)(weights=None)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.normal_()
+                m.bias.normal_()
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+                m.num_batches_tracked.fill_(7)
+    return model.eval()
+
+
+def _features_of(source: nn.Module) -> nn.Module:
+    ref = copy.deepcopy(source)
+    ref.fc = nn.Identity()
+    return ref.eval()
+
+
+def _mlp(i: int, o: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(i, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, o))
+
+
+def _trunk(source: nn.Module) -> nn.Module:
+    t = copy.deepcopy(source)
+    t.fc = nn.Identity()
+    return t
+
+
+def _sgd_state(module: nn.Module) -> dict:
+    opt = torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9)
+    for p in module.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    return opt.state_dict()
+
+
+# ---- one builder per layout: (source model) -> checkpoint object saved with torch.save ----------------
+
+
+def _torchvision(src):
+    return src.state_dict()  # fc included: the classifier is dropped by the layout's rule
+
+
+def _solo_learn(src):
+    m = nn.Module()
+    m.backbone = _trunk(src)  # solo/methods/base.py: backbone.fc = Identity
+    m.classifier = nn.Linear(512, 10)
+    m.projector = _mlp(512, 8)
+    m.predictor = _mlp(8, 8)
+    m.momentum_backbone = copy.deepcopy(m.backbone)
+    m.momentum_projector = copy.deepcopy(m.projector)
+    return {
+        "epoch": 3,
+        "global_step": 30,
+        "pytorch-lightning_version": "2.2.1",
+        "state_dict": m.state_dict(),
+        "optimizer_states": [_sgd_state(m)],
+        "lr_schedulers": [],
+        "callbacks": {},
+        "loops": {"fit_loop": {"epoch_progress": {"current": {"completed": 3}}}},
+    }
+
+
+def _lightly(src):
+    m = nn.Module()  # benchmarks/imagenet/resnet50/byol.py
+    m.backbone = _trunk(src)
+    m.projection_head = _mlp(512, 8)
+    m.prediction_head = _mlp(8, 8)
+    m.teacher_backbone = copy.deepcopy(m.backbone)
+    m.teacher_projection_head = copy.deepcopy(m.projection_head)
+    m.online_classifier = nn.Module()
+    m.online_classifier.classification_head = nn.Linear(512, 10)
+    return {"state_dict": m.state_dict(), "hyper_parameters": {"batch_size_per_device": 128, "num_classes": 10}}
+
+
+def _lightly_sequential(src):
+    m = nn.Module()  # examples/pytorch/byol.py: a plain nn.Module, its state_dict saved as is
+    m.backbone = nn.Sequential(*list(copy.deepcopy(src).children())[:-1])
+    m.projection_head = _mlp(512, 8)
+    m.prediction_head = _mlp(8, 8)
+    m.backbone_momentum = copy.deepcopy(m.backbone)
+    m.projection_head_momentum = copy.deepcopy(m.projection_head)
+    return m.state_dict()
+
+
+def _ddp(module: nn.Module) -> nn.Module:
+    wrapper = nn.Module()
+    wrapper.module = module  # DistributedDataParallel's 'module.' prefix
+    return wrapper
+
+
+def _moco_v2(src):
+    m = nn.Module()  # moco/builder.py with --mlp
+    m.encoder_q = copy.deepcopy(src)
+    m.encoder_q.fc = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 8))
+    m.encoder_k = copy.deepcopy(m.encoder_q)
+    m.register_buffer("queue", torch.randn(8, 32))
+    m.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+    wrapped = _ddp(m)
+    return {"epoch": 200, "arch": "resnet18", "state_dict": wrapped.state_dict(), "optimizer": _sgd_state(wrapped)}
+
+
+def _moco_v3(src):
+    m = nn.Module()  # moco-v3 builder.py: fc replaced by the projector, plus momentum encoder and predictor
+    m.base_encoder = copy.deepcopy(src)
+    m.base_encoder.fc = _mlp(512, 8)
+    m.momentum_encoder = copy.deepcopy(m.base_encoder)
+    m.predictor = _mlp(8, 8)
+    return {
+        "epoch": 100,
+        "arch": "resnet18",
+        "state_dict": _ddp(m).state_dict(),
+        "scaler": {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000},
+    }
+
+
+def _mmselfsup(src):
+    m = nn.Module()  # mmselfsup 1.x BYOL: backbone/neck/head + target_net = CosineEMA(Sequential(backbone, neck))
+    m.backbone = _trunk(src)  # mmcls ResNet: conv1/bn1/layerN/downsample.0|1, no fc
+    m.neck = _mlp(512, 8)
+    m.head = nn.Module()
+    m.head.predictor = _mlp(8, 8)
+    m.target_net = nn.Module()
+    m.target_net.module = nn.Sequential(copy.deepcopy(m.backbone), copy.deepcopy(m.neck))
+    m.target_net.register_buffer("steps", torch.tensor(1000))
+    return {
+        "meta": {"epoch": 200, "iter": 1000, "mmengine_version": "0.7.0"},
+        "state_dict": m.state_dict(),
+        "message_hub": {"runtime_info": {"epoch": 200}},
+    }
+
+
+def _vissl(src):
+    s = copy.deepcopy(src)  # vissl/models/trunks/resnext.py: the torchvision modules in a ModuleDict
+    trunk = nn.Module()
+    trunk._feature_blocks = nn.ModuleDict(
+        [("conv1", s.conv1), ("bn1", s.bn1), ("conv1_relu", s.relu), ("maxpool", s.maxpool)]
+        + [(f"layer{i}", getattr(s, f"layer{i}")) for i in range(1, 5)]
+        + [("avgpool", s.avgpool), ("flatten", nn.Flatten(1))]
+    )
+    heads = nn.ModuleList([_mlp(512, 8)])
+    model = {"trunk": trunk.state_dict(), "heads": heads.state_dict()}
+    return {
+        "phase_idx": 10,
+        "iteration": 100,
+        "type": "checkpoint",
+        "classy_state_dict": {"base_model": {"model": model, "meta": {"model_state_dict_type": "default"}}},
+    }
+
+
+BUILDERS = {
+    "torchvision": _torchvision,
+    "solo-learn": _solo_learn,
+    "lightly": _lightly,
+    "lightly-sequential": _lightly_sequential,
+    "moco-v2": _moco_v2,
+    "moco-v3": _moco_v3,
+    "mmselfsup": _mmselfsup,
+    "vissl": _vissl,
+}
+
+
+def _write(tmp_path, name, src):
+    if name == "detectron2":
+        return save_detectron2_pkl(tmp_path / "model_final.pkl", src.state_dict())
+    path = tmp_path / f"{name}.ckpt"
+    torch.save(BUILDERS[name](src), path)
+    return path
+
+
+def _assert_same_features(art_dir, src, size=64):
+    art = load_artifact(art_dir)
+    x = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours, theirs = art.model(x), _features_of(src)(x)
+    assert ours.shape == theirs.shape
+    assert torch.equal(ours, theirs)  # bit-identical
+    return art
+
+
+@pytest.mark.parametrize("name", [*BUILDERS, "detectron2"])
+def test_every_layout_imports_to_identical_features(tmp_path, name):
+    src = _source()
+    path = _write(tmp_path, name, src)
+    out = import_checkpoint(path, "resnet18", tmp_path / "art")  # --layout auto
+    art = _assert_same_features(out, src)
+    source = art.meta.extra["source"]
+    assert source["layout"] == name.replace("-sequential", "")
+    assert art.meta.method == "imported"
+    assert source["sha256"] == sha256_file(path) and source["path"] == str(path.resolve())
+    # the explicit layout maps to the same tensors as detection did
+    explicit = map_checkpoint(read_checkpoint(path)[0], LAYOUTS[source["layout"]], "resnet18").state
+    assert all(torch.equal(v, explicit[k]) for k, v in art.model.state_dict().items())
+
+
+def test_dropped_heads_are_recorded_not_silent(tmp_path):
+    path = _write(tmp_path, "moco-v2", _source())
+    source = read_meta(import_checkpoint(path, "resnet18", tmp_path / "a")).extra["source"]
+    assert source["container"] == "state_dict" and source["prefix"] == "module.encoder_q."
+    assert source["dropped"]["module.encoder_q.fc"] == 4  # two Linear layers: weight + bias each
+    assert source["dropped"]["module.queue"] == 1 and source["dropped"]["module.queue_ptr"] == 1
+    assert source["dropped"]["module.encoder_k"] == len(_source().state_dict()) + 2  # incl. its MLP head
+    assert source["filled"] == []
+
+
+@pytest.mark.slow  # three ResNet-50s and two 100 MB files; ~30 s on a loaded 2-core machine
+def test_detectron2_round_trip_resnet50_fills_only_bn_counters(tmp_path):
+    src = _source("resnet50")
+    path = save_detectron2_pkl(tmp_path / "r50.pkl", src.state_dict())
+    art = _assert_same_features(import_checkpoint(path, "resnet50", tmp_path / "art"), src)
+    source = art.meta.extra["source"]
+    assert source["format"] == "pickle" and source["layout"] == "detectron2"
+    assert len(source["filled"]) == sum(isinstance(m, nn.BatchNorm2d) for m in src.modules())
+    assert all(k.endswith("num_batches_tracked") for k in source["filled"])
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_detectron2_key_inverse_round_trips(arch):
+    for key in build_backbone(arch).state_dict():
+        assert detectron2_to_torchvision_key(torchvision_to_detectron2_key(key)) == key
+
+
+def test_small_stem_and_safetensors_and_legacy_torch_files(tmp_path):
+    from safetensors.torch import save_file
+
+    src = _source("resnet18-small")
+    save_file(src.state_dict(), str(tmp_path / "w.safetensors"))
+    art = _assert_same_features(
+        import_checkpoint(tmp_path / "w.safetensors", "resnet18-small", tmp_path / "a"), src, 32
+    )
+    assert art.meta.input_size == 32 and art.meta.extra["source"]["format"] == "safetensors"
+    torch.save(src.state_dict(), tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    _assert_same_features(import_checkpoint(tmp_path / "legacy.pth", "resnet18-small", tmp_path / "b"), src, 32)
+
+
+def test_auto_finds_the_state_dict_in_common_containers():
+    state = _source().state_dict()
+    extracted = {"state_dict": {k: v for k, v in state.items() if not k.startswith("fc.")}, "author": "MMSelfSup"}
+    for ckpt in (extracted, {"model": state, "epoch": 3}):  # mmselfsup's extract_backbone_weights; DeiT-style
+        mapped = detect_layout(ckpt, "resnet18")
+        assert mapped.layout.name == "torchvision" and set(mapped.state) == set(_trunk(_source()).state_dict())
+
+
+def test_prefix_covers_an_unknown_layout(tmp_path):
+    src = _source()
+    m = nn.Module()
+    m.encoder = copy.deepcopy(src)
+    m.proj = nn.Linear(512, 8)
+    torch.save({"model": m.state_dict(), "epoch": 5}, tmp_path / "x.pth")
+    with pytest.raises(KeyMismatchError, match="no layout fits"):
+        import_checkpoint(tmp_path / "x.pth", "resnet18", tmp_path / "a")
+    art = _assert_same_features(
+        import_checkpoint(tmp_path / "x.pth", "resnet18", tmp_path / "a", prefix="encoder"), src
+    )
+    assert art.meta.extra["source"]["dropped"] == {"encoder.fc": 2, "proj": 2}
+
+
+# ---- errors ----------------------------------------------------------------------------------------------
+
+
+def test_unknown_and_missing_keys_are_listed(tmp_path):
+    state = _source().state_dict()
+    del state["layer4.1.bn2.running_var"]
+    state["extra_head.weight"] = torch.zeros(3)
+    torch.save(state, tmp_path / "x.pth")
+    with pytest.raises(KeyMismatchError) as err:
+        import_checkpoint(tmp_path / "x.pth", "resnet18", tmp_path / "a", layout="torchvision")
+    assert err.value.unknown == ["extra_head.weight"] and err.value.missing == ["layer4.1.bn2.running_var"]
+    assert "extra_head.weight" in str(err.value) and "layer4.1.bn2.running_var" in str(err.value)
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_key_no_head_rule_names_is_an_error_not_ignored(tmp_path):
+    ckpt = _solo_learn(_source())
+    ckpt["state_dict"]["mystery_module.weight"] = torch.zeros(2)
+    torch.save(ckpt, tmp_path / "x.ckpt")
+    with pytest.raises(KeyMismatchError, match="1 unknown key.*mystery_module.weight"):
+        import_checkpoint(tmp_path / "x.ckpt", "resnet18", tmp_path / "a", layout="solo-learn")
+
+
+def test_wrong_arch_lists_shape_mismatches(tmp_path):
+    torch.save(_source().state_dict(), tmp_path / "x.pth")
+    with pytest.raises(KeyMismatchError, match=r"conv1.weight \(64, 3, 7, 7\) \(expected \(64, 3, 3, 3\)\)"):
+        import_checkpoint(tmp_path / "x.pth", "resnet18-small", tmp_path / "a", layout="torchvision")
+    with pytest.raises(KeyMismatchError, match="missing backbone key.*conv3"):
+        import_checkpoint(tmp_path / "x.pth", "resnet50", tmp_path / "a", layout="torchvision")
+
+
+def test_auto_refuses_to_guess_between_layouts(tmp_path):
+    state = {f"backbone.{k}": v for k, v in _trunk(_source()).state_dict().items()}
+    torch.save({"state_dict": state}, tmp_path / "x.ckpt")  # heads stripped: solo-learn, lightly or mmselfsup
+    with pytest.raises(CheckpointImportError, match="several layouts.*solo-learn.*lightly.*mmselfsup"):
+        import_checkpoint(tmp_path / "x.ckpt", "resnet18", tmp_path / "a")
+    import_checkpoint(tmp_path / "x.ckpt", "resnet18", tmp_path / "a", layout="lightly")
+
+
+def test_detectron2_caffe2_names_are_unknown(tmp_path):
+    obj = {"model": {"res2_0_branch2a_w": np.zeros((64, 64, 1, 1), np.float32)}, "__author__": "Caffe2"}
+    (tmp_path / "c2.pkl").write_bytes(pickle.dumps(obj, protocol=2))
+    with pytest.raises(KeyMismatchError, match="unknown key.*res2_0_branch2a_w"):
+        import_checkpoint(tmp_path / "c2.pkl", "resnet50", tmp_path / "a", layout="detectron2")
+
+
+def test_solo_learn_cifar_stem_is_refused(tmp_path):
+    src = _source("resnet18-small")  # same tensor shapes as solo-learn's padding-2 CIFAR stem
+    torch.save(_solo_learn(src), tmp_path / "cifar.ckpt")
+    with pytest.raises(UnsupportedCheckpointError, match="padding=2"):
+        import_checkpoint(tmp_path / "cifar.ckpt", "resnet18-small", tmp_path / "a")
+
+
+def test_lightly_resnet_generator_is_refused(tmp_path):
+    state = {
+        "backbone.0.weight": torch.zeros(64, 3, 3, 3),
+        "backbone.2.0.conv1.weight": torch.zeros(64, 64, 3, 3),
+        "backbone.3.0.shortcut.0.weight": torch.zeros(128, 64, 1, 1),
+    }
+    torch.save({"state_dict": state}, tmp_path / "gen.ckpt")
+    with pytest.raises(UnsupportedCheckpointError, match="ResNetGenerator"):
+        import_checkpoint(tmp_path / "gen.ckpt", "resnet18-small", tmp_path / "a")
+
+
+def test_checkpoint_needing_code_is_refused_with_the_fix(tmp_path):
+    ckpt = _solo_learn(_source())
+    ckpt["hyper_parameters"] = argparse.Namespace(lr=0.1)  # what Lightning hparams objects look like to pickle
+    torch.save(ckpt, tmp_path / "x.ckpt")
+    with pytest.raises(UnsafeCheckpointError, match=r"argparse.Namespace.*weights_only=False.*state_dict"):
+        import_checkpoint(tmp_path / "x.ckpt", "resnet18", tmp_path / "a")
+
+
+class _Payload:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def test_pickle_with_code_is_refused_before_running_it(tmp_path):
+    marker = tmp_path / "ran"
+    blob = pickle.dumps({"model": {"stem.conv1.weight": np.zeros(3, np.float32), "x": _Payload(str(marker))}})
+    pickle.loads(blob)  # control: a plain unpickler runs the payload
+    assert marker.is_dir()
+    marker.rmdir()
+    (tmp_path / "evil.pkl").write_bytes(blob)
+    with pytest.raises(UnsafeCheckpointError, match=r"global 'posix.mkdir'"):
+        read_checkpoint(tmp_path / "evil.pkl")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_restricted_unpickler_reads_numpy_weights(tmp_path, protocol):
+    arrays = {"a": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.float64(2.5), "c": np.ones(2, np.int64)}
+    (tmp_path / "w.pkl").write_bytes(pickle.dumps({"model": arrays, "__author__": "x"}, protocol=protocol))
+    obj, fmt = read_checkpoint(tmp_path / "w.pkl")
+    assert fmt == "pickle" and obj["__author__"] == "x"
+    for k, v in arrays.items():
+        assert np.array_equal(obj["model"][k], v) and obj["model"][k].dtype == v.dtype
+
+
+def test_object_arrays_are_not_weights(tmp_path):
+    src = _source()
+    path = save_detectron2_pkl(tmp_path / "m.pkl", src.state_dict())
+    obj = pickle.loads(path.read_bytes())
+    obj["model"]["stem.conv1.weight"] = np.array([1, "a"], dtype=object)
+    path.write_bytes(pickle.dumps(obj))
+    with pytest.raises(KeyMismatchError, match="stem.conv1.weight"):
+        import_checkpoint(path, "resnet18", tmp_path / "a", layout="detectron2")
+
+
+def test_out_is_never_clobbered_without_force(tmp_path):
+    torch.save(_source().state_dict(), tmp_path / "x.pth")
+    (tmp_path / "data").mkdir()
+    with pytest.raises(CheckpointImportError, match="exists"):
+        import_checkpoint(tmp_path / "x.pth", "resnet18", tmp_path / "data")
+    out = import_checkpoint(tmp_path / "x.pth", "resnet18", tmp_path / "art")
+    with pytest.raises(CheckpointImportError, match="--force"):
+        import_checkpoint(tmp_path / "x.pth", "resnet18", out)
+    import_checkpoint(tmp_path / "x.pth", "resnet18", out, overwrite=True)
+
+
+def test_cli_import(tmp_path, capsys):
+    path = _write(tmp_path, "lightly", _source())
+    out = tmp_path / "art"
+    argv = ["import", str(path), "--arch", "resnet18", "--out", str(out), "--input-size", "96"]
+    assert cli_main(argv + ["--mean", "0.5", "0.5", "0.5", "--std", "0.25", "0.25", "0.25"]) == 0
+    printed = capsys.readouterr().out
+    assert "layout lightly" in printed and "teacher_backbone" in printed
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["method"] == "imported" and meta["input_size"] == 96 and meta["mean"] == [0.5, 0.5, 0.5]
+    assert meta["extra"]["source"]["sha256"] == sha256_file(path)
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, bad)
+    assert cli_main(["import", str(bad), "--arch", "resnet18", "--out", str(tmp_path / "b")]) == 1
+    assert "no layout fits" in capsys.readouterr().err
+
+
+def test_every_layout_has_a_test():
+    assert set(LAYOUTS) <= {n.replace("-sequential", "") for n in BUILDERS} | {"detectron2"}
