@@ -42,20 +42,51 @@ def symmetric_byol_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2
 
 
 @torch.no_grad()
-def update_ema(online: nn.Module, target: nn.Module, tau: float, buffers: bool = True) -> None:
+def update_ema(online: nn.Module, target: nn.Module, tau: float, buffers: bool = True, foreach: bool = True) -> None:
     """``ξ ← τ·ξ + (1 − τ)·θ`` for every parameter (paper Eq. 1), in place on ``target``.
 
     With ``buffers`` the floating-point buffers (BN running mean/var) follow the same rule; integer buffers
     (``num_batches_tracked``) are copied. Without it every buffer is copied from ``online``.
     ``tau = 0`` makes the target an exact copy of the online network; ``tau = 1`` leaves it unchanged.
+    ``foreach`` does it with torch's multi-tensor ops (one call per kind of tensor); ``False`` is the
+    per-tensor loop, the reference the multi-tensor path is tested against.
     """
-    for t, o in zip(target.parameters(), online.parameters(), strict=True):
-        t.lerp_(o.detach(), 1.0 - tau)
-    for t, o in zip(target.buffers(), online.buffers(), strict=True):
+    t_params, o_params = list(target.parameters()), [p.detach() for p in online.parameters()]
+    t_bufs, o_bufs = list(target.buffers()), list(online.buffers())
+    if len(t_params) != len(o_params) or len(t_bufs) != len(o_bufs):
+        raise ValueError(
+            f"update_ema: online and target differ in structure ({len(o_params)} vs {len(t_params)} parameters, "
+            f"{len(o_bufs)} vs {len(t_bufs)} buffers)"
+        )
+    lerp_t, lerp_o, copy_t, copy_o = list(t_params), list(o_params), [], []
+    for t, o in zip(t_bufs, o_bufs):
         if buffers and t.is_floating_point():
-            t.lerp_(o, 1.0 - tau)
+            lerp_t.append(t)
+            lerp_o.append(o)
         else:
+            copy_t.append(t)
+            copy_o.append(o)
+    if not foreach:
+        for t, o in zip(lerp_t, lerp_o):
+            t.lerp_(o, 1.0 - tau)
+        for t, o in zip(copy_t, copy_o):
             t.copy_(o)
+        return
+    for idx in _same_kind(lerp_t, lerp_o):
+        torch._foreach_lerp_([lerp_t[i] for i in idx], [lerp_o[i] for i in idx], 1.0 - tau)
+    if copy_t and hasattr(torch, "_foreach_copy_"):
+        torch._foreach_copy_(copy_t, copy_o)
+    else:  # torch < 2.2 has no multi-tensor copy
+        for t, o in zip(copy_t, copy_o):
+            t.copy_(o)
+
+
+def _same_kind(a: list[torch.Tensor], b: list[torch.Tensor]) -> list[list[int]]:
+    """Indices of ``a``/``b`` grouped so that each group shares one device and dtype pair (multi-tensor ops)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (x, y) in enumerate(zip(a, b)):
+        groups.setdefault((x.device, x.dtype, y.device, y.dtype), []).append(i)
+    return list(groups.values())
 
 
 def tau_schedule(step: int, total: int, base: float) -> float:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +20,7 @@ from zoo.backbones import get_spec
 from zoo.config import to_dict
 from zoo.datasets import ClassificationSplit, DatasetOptions, load_dataset
 from zoo.detectron2_format import save_detectron2_pkl
-from zoo.io import atomic_replace_dir, read_json
+from zoo.io import atomic_replace_dir, make_temp_dir, read_json
 
 __all__ = ["export_run", "collapse_diagnostics", "DETECTRON2_PKL"]
 
@@ -111,7 +110,7 @@ def export_run(
         **({"mean": mean, "std": std} if mean and std else {}),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_root = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp_root = make_temp_dir(f".{out.name}.", out.parent)
     try:
         tmp = save_artifact(tmp_root / "a", backbone, meta, heads=heads)
         if get_spec(cfg.backbone.arch).detectron2_compatible:

@@ -24,6 +24,10 @@ class LARS(torch.optim.Optimizer):
         u = g + λ w                              (no λ w when the group has lars_exclude)
         u ← u · η‖w‖/‖u‖   if ‖w‖ > 0 and ‖u‖ > 0 and not lars_exclude
         v ← m v + u;  w ← w − lr · v
+
+    ``foreach=True`` (default) applies each line to a whole group at once with torch's multi-tensor
+    ``_foreach_*`` ops (fewer passes over memory, no per-tensor Python); ``foreach=False`` is the plain
+    per-tensor loop, kept as the readable reference the multi-tensor path is tested against.
     """
 
     def __init__(
@@ -33,11 +37,13 @@ class LARS(torch.optim.Optimizer):
         momentum: float = 0.9,
         weight_decay: float = 0.0,
         eta: float = 1e-3,
+        foreach: bool = True,
     ) -> None:
         if lr < 0 or momentum < 0 or weight_decay < 0 or eta <= 0:
             raise ValueError("LARS: lr, momentum and weight_decay must be >= 0 and eta > 0")
         defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta, "lars_exclude": False}
         super().__init__(params, defaults)
+        self.foreach = foreach
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -46,26 +52,67 @@ class LARS(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                u = p.grad
-                if not group["lars_exclude"]:
-                    if group["weight_decay"]:
-                        u = u.add(p, alpha=group["weight_decay"])
-                    w_norm = torch.linalg.vector_norm(p)
-                    u_norm = torch.linalg.vector_norm(u)
-                    trust = torch.where(
-                        (w_norm > 0) & (u_norm > 0), group["eta"] * w_norm / u_norm, torch.ones_like(w_norm)
-                    )
-                    u = u.mul(trust)
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.clone(u).detach()
-                else:
-                    state["momentum_buffer"].mul_(group["momentum"]).add_(u)
-                p.add_(state["momentum_buffer"], alpha=-group["lr"])
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if self.foreach:
+                for same in _by_device_dtype(params):
+                    self._step_foreach(group, same)
+            else:
+                self._step_loop(group, params)
         return loss
+
+    def _step_loop(self, group: dict, params: list[torch.Tensor]) -> None:
+        for p in params:
+            u = p.grad
+            if not group["lars_exclude"]:
+                if group["weight_decay"]:
+                    u = u.add(p, alpha=group["weight_decay"])
+                w_norm = torch.linalg.vector_norm(p)
+                u_norm = torch.linalg.vector_norm(u)
+                trust = torch.where(
+                    (w_norm > 0) & (u_norm > 0), group["eta"] * w_norm / u_norm, torch.ones_like(w_norm)
+                )
+                u = u.mul(trust)
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.clone(u).detach()
+            else:
+                state["momentum_buffer"].mul_(group["momentum"]).add_(u)
+            p.add_(state["momentum_buffer"], alpha=-group["lr"])
+
+    def _step_foreach(self, group: dict, params: list[torch.Tensor]) -> None:
+        grads = [p.grad for p in params]
+        updates = grads  # aliases the gradients until a new tensor is made: never modified in place
+        if not group["lars_exclude"]:
+            if group["weight_decay"]:
+                updates = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+            w_norm = torch.stack(torch._foreach_norm(params))  # one entry per tensor
+            u_norm = torch.stack(torch._foreach_norm(updates))
+            trust = torch.where((w_norm > 0) & (u_norm > 0), group["eta"] * w_norm / u_norm, torch.ones_like(w_norm))
+            trust_each = list(trust.unbind(0))
+            if updates is grads:
+                updates = torch._foreach_mul(updates, trust_each)
+            else:
+                torch._foreach_mul_(updates, trust_each)
+        states = [self.state[p] for p in params]
+        have = [i for i, s in enumerate(states) if "momentum_buffer" in s]
+        for i in range(len(params)):
+            if "momentum_buffer" not in states[i]:
+                states[i]["momentum_buffer"] = torch.clone(updates[i]).detach()
+        if have:
+            bufs = [states[i]["momentum_buffer"] for i in have]
+            torch._foreach_mul_(bufs, group["momentum"])
+            torch._foreach_add_(bufs, [updates[i] for i in have])
+        torch._foreach_add_(params, [s["momentum_buffer"] for s in states], alpha=-group["lr"])
+
+
+def _by_device_dtype(tensors: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+    """``tensors`` split into lists of one device and dtype each (what multi-tensor kernels take), order kept."""
+    out: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+    for t in tensors:
+        out.setdefault((t.device, t.dtype), []).append(t)
+    return list(out.values())
 
 
 def _is_excluded(name: str, param: torch.Tensor) -> bool:

@@ -496,6 +496,7 @@ def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: t
     perm_epoch, perm = -1, torch.empty(0, dtype=torch.long)
     step_model.train()
     step = start
+    loop_t0, knn_s, checkpoint_s = time.perf_counter(), 0.0, 0.0  # train_s = loop time without kNN and saves
     try:
         while step < total:
             epoch, i = divmod(step, spe)
@@ -576,12 +577,16 @@ def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: t
                 mean_std = float(np.mean(epoch_std))
                 epoch_std = []
                 collapsed = mean_std < cfg.run.collapse_std * ref_std
+                train_s = time.perf_counter() - loop_t0 - knn_s - checkpoint_s
+                knn_t0 = time.perf_counter()
                 acc = (
                     run_knn()
                     if d.main and cfg.run.knn_every and (ep % cfg.run.knn_every == 0 or step == total)
                     else None
                 )
+                knn_s += time.perf_counter() - knn_t0
                 rec = {"kind": "epoch", "step": step, "epoch": ep, "proj_std": mean_std, "collapsed": collapsed}
+                rec.update(train_s=train_s, checkpoint_s=checkpoint_s)
                 if acc is not None:
                     rec["knn_val_top1"] = acc
                 metrics.write(rec)
@@ -598,7 +603,9 @@ def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: t
                     )  # fmt: skip
                 window_t, window_n = time.perf_counter(), 0
             if step % cfg.run.checkpoint_every == 0 or end_of_epoch:
+                save_t0 = time.perf_counter()
                 save(step)
+                checkpoint_s += time.perf_counter() - save_t0
             if end_of_epoch and stop_epoch is not None and step // spe >= stop_epoch and step < total:
                 log.info("stopping after epoch %d as run.stop_after_epochs says; resume to continue", step // spe)
                 d.barrier()

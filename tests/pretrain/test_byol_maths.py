@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -81,7 +82,8 @@ def test_loss_decreases_under_gradient_steps():
     assert model(x1, x2)["loss"].item() < first
 
 
-def test_update_ema_is_exact():
+@pytest.mark.parametrize("foreach", [True, False])
+def test_update_ema_is_exact(foreach):
     torch.manual_seed(0)
     online, target = (
         nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)),
@@ -91,23 +93,54 @@ def test_update_ema_is_exact():
     online[1].num_batches_tracked.fill_(7)
     t0 = {k: v.clone() for k, v in target.state_dict().items()}
     o0 = {k: v.clone() for k, v in online.state_dict().items()}
-    update_ema(online, target, 0.7)
+    update_ema(online, target, 0.7, foreach=foreach)
     for k, v in target.state_dict().items():
         if k.endswith("num_batches_tracked"):
             assert int(v) == 7
         else:
             torch.testing.assert_close(v, 0.7 * t0[k] + 0.3 * o0[k], rtol=0, atol=1e-7)
     assert all(torch.equal(v, o0[k]) for k, v in online.state_dict().items())  # online untouched
-    update_ema(online, target, 0.0)
+    update_ema(online, target, 0.0, foreach=foreach)
     assert all(torch.equal(v, o0[k]) for k, v in target.state_dict().items())  # tau = 0: exact copy
     snap = {k: v.clone() for k, v in target.state_dict().items()}
     with torch.no_grad():
         online[0].weight.add_(1)
-    update_ema(online, target, 1.0, buffers=True)
+    update_ema(online, target, 1.0, buffers=True, foreach=foreach)
     assert torch.equal(target[0].weight, snap["0.weight"])  # tau = 1: unchanged
     target[1].running_mean.fill_(9.0)
-    update_ema(online, target, 0.5, buffers=False)  # buffers copied, not averaged
+    update_ema(online, target, 0.5, buffers=False, foreach=foreach)  # buffers copied, not averaged
     assert torch.equal(target[1].running_mean, online[1].running_mean)
+
+
+@pytest.mark.parametrize("buffers", [True, False])
+def test_update_ema_foreach_matches_the_loop(buffers):
+    """The multi-tensor EMA gives the per-tensor loop's target, parameters and BN buffers, over several steps."""
+    torch.manual_seed(0)
+    online = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8 * 4 * 4, 5), nn.BatchNorm1d(5)
+    )
+    online(torch.randn(4, 3, 6, 6))  # real BN statistics and num_batches_tracked = 1
+    target_loop = copy.deepcopy(online)
+    for p in target_loop.parameters():
+        p.data.normal_()
+    for b in target_loop.buffers():
+        b.data.fill_(3)
+    target_foreach = copy.deepcopy(target_loop)
+    for tau in (0.9, 0.99, 0.3, 0.0, 1.0):
+        with torch.no_grad():
+            for p in online.parameters():
+                p.add_(torch.randn_like(p))
+        online(torch.randn(4, 3, 6, 6))
+        update_ema(online, target_loop, tau, buffers=buffers, foreach=False)
+        update_ema(online, target_foreach, tau, buffers=buffers, foreach=True)
+        for (k, a), b in zip(target_loop.state_dict().items(), target_foreach.state_dict().values()):
+            torch.testing.assert_close(b, a, msg=f"{k} after tau={tau}")
+    assert int(target_foreach[1].num_batches_tracked) == int(online[1].num_batches_tracked) == 6
+
+
+def test_update_ema_refuses_different_structures():
+    with pytest.raises(ValueError, match="differ in structure"):
+        update_ema(nn.Linear(2, 2), nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)), 0.5)
 
 
 def test_tau_schedule_endpoints_and_monotone():

@@ -6,12 +6,13 @@ from pretrain.knn import knn_predict
 from pretrain.optim import LARS, build_optimizer, lr_at, param_groups
 
 
-def test_lars_step_matches_hand_computation():
+@pytest.mark.parametrize("foreach", [True, False])
+def test_lars_step_matches_hand_computation(foreach):
     w = torch.tensor([3.0, 4.0], requires_grad=True)  # |w| = 5
     b = torch.tensor([1.0], requires_grad=True)
     opt = LARS(
         [{"params": [w], "lars_exclude": False}, {"params": [b], "lars_exclude": True, "weight_decay": 0.0}],
-        lr=0.1, momentum=0.9, weight_decay=0.5, eta=0.01,
+        lr=0.1, momentum=0.9, weight_decay=0.5, eta=0.01, foreach=foreach,
     )  # fmt: skip
     w.grad = torch.tensor([1.0, 0.0])
     b.grad = torch.tensor([2.0])
@@ -25,6 +26,47 @@ def test_lars_step_matches_hand_computation():
     b.grad = torch.tensor([0.0])
     opt.step()
     torch.testing.assert_close(b.detach(), torch.tensor([1.0 - 0.1 * 2.0 - 0.1 * 0.9 * 2.0]))
+
+
+def _lars_pair(weight_decay: float) -> tuple[list[list[torch.Tensor]], list[LARS]]:
+    """Two identical parameter sets, one LARS each (loop and multi-tensor), with every corner of the update."""
+    torch.manual_seed(0)
+    shapes = [(8, 3, 3, 3), (8,), (8,), (5, 8), (5,), (4, 4)]
+    base = [torch.randn(s) for s in shapes]
+    base[5].zero_()  # ‖w‖ = 0: trust ratio 1
+    sets, opts = [], []
+    for foreach in (False, True):
+        ps = [b.clone().requires_grad_(True) for b in base]
+        groups = [
+            {"params": [ps[0], ps[3], ps[5]], "lars_exclude": False},
+            {"params": [ps[1], ps[2], ps[4]], "lars_exclude": True, "weight_decay": 0.0, "lr": 0.05},
+        ]
+        opts.append(LARS(groups, lr=0.3, momentum=0.9, weight_decay=weight_decay, eta=0.02, foreach=foreach))
+        sets.append(ps)
+    return sets, opts
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-2])
+def test_lars_foreach_matches_the_loop(weight_decay):
+    """Multi-tensor LARS = the per-tensor loop (to float tolerance): weights, momentum buffers, state dict."""
+    (loop_ps, fe_ps), (loop_opt, fe_opt) = _lars_pair(weight_decay)
+    gen = torch.Generator().manual_seed(1)
+    for step in range(6):
+        grads = [torch.randn(p.shape, generator=gen) for p in loop_ps]
+        if step == 2:
+            grads[3].zero_()  # ‖u‖ = 0 without weight decay: trust ratio 1
+        for ps in (loop_ps, fe_ps):
+            for i, (p, g) in enumerate(zip(ps, grads)):
+                p.grad = None if (step == 0 and i == 4) else g.clone()  # a late first gradient: buffer made at step 1
+        loop_opt.step()
+        fe_opt.step()
+        for i, (a, b) in enumerate(zip(loop_ps, fe_ps)):
+            torch.testing.assert_close(b.detach(), a.detach(), msg=f"param {i} at step {step}")
+    loop_state, fe_state = loop_opt.state_dict(), fe_opt.state_dict()
+    assert loop_state["state"].keys() == fe_state["state"].keys() and len(fe_state["state"]) == 6
+    for k, s in loop_state["state"].items():
+        torch.testing.assert_close(fe_state["state"][k]["momentum_buffer"], s["momentum_buffer"])
+    assert not torch.equal(fe_ps[0].detach(), _lars_pair(weight_decay)[0][1][0].detach())  # it did move
 
 
 def test_param_groups_exclude_bias_and_bn():
