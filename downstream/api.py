@@ -5,10 +5,12 @@ with ``requires_grad`` off, and where "frozen" is checked afterwards (parameters
 bit-identical). The record it returns (and writes atomically to ``out``) is::
 
     {"schema_version": 1, "evaluator": str, "metrics": {str: float},
+     "metric_units": {metric: "fraction" | "AP points"},   # metrics that have a unit (registry.UNITS)
      "artifact": {"path", "sha256", "meta": {...}},
      "dataset": {"name", "options": {...}, "splits": {split: size}, "recipe": {...}},
      "config": {...resolved evaluator config}, "seed": int,
      "selection_rule": str, "selection": {...what was chosen, on which split},
+     "evidence": {name: {"file", "sha256", "bytes", "origin"}}   # only when the evaluator kept files
      "code_version": {...}, "machine": {...}, "wall_time_s": float, "created": iso8601}
 """
 
@@ -27,6 +29,7 @@ from torch import nn
 
 from downstream.artifacts import resolve_artifact
 from downstream.context import EvalContext
+from downstream.evidence import keep_evidence
 from downstream.registry import EvaluatorError, EvaluatorSpec, get_evaluator
 from zoo.config import load_config, to_dict
 from zoo.datasets import DATASETS, DatasetError, DatasetOptions
@@ -115,7 +118,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate ``artifact`` (a directory or ``"raw-pixels"``) with ``evaluator`` on ``dataset``.
 
-    Returns the metric record (see the module docstring) and writes it atomically to ``out`` when given.
+    Returns the metric record (see the module docstring) and writes it atomically to ``out`` when given;
+    files the evaluator keeps (``ctx.keep``: detection predictions) are copied beside it, into
+    ``<out stem>.evidence/``, and listed with their sha256 under ``evidence`` (``downstream.evidence``).
     Unknown evaluators, a dataset of the wrong task and bad config keys raise before anything runs.
     """
     start = time.perf_counter()
@@ -146,6 +151,11 @@ def evaluate(
         )
         metrics = _clean_metrics(_run(spec, ctx, cfg), f"evaluator '{evaluator}'")
         splits = dict(ctx._splits)
+        # before the work folder goes: the files behind the metrics go beside the record (or stay in a
+        # work folder the caller chose); with neither, only their hashes are recorded
+        evidence = keep_evidence(ctx._evidence, out)
+        if out is None and work_dir is not None:
+            evidence = {k: {**v, "file": v["origin"]["path"]} for k, v in evidence.items()}
 
     first = next(iter(splits.values()), None)
     recipe = dict(getattr(first, "recipe", {}) or {})
@@ -156,6 +166,7 @@ def evaluate(
         "schema_version": SCHEMA_VERSION,
         "evaluator": evaluator,
         "metrics": metrics,
+        "metric_units": {k: u for k in metrics if (u := spec.unit(k)) is not None},
         "artifact": {"path": str(art.path), "sha256": art.sha256, "meta": art.meta.to_dict()},
         "dataset": {
             "name": dataset,
@@ -167,6 +178,7 @@ def evaluate(
         "seed": seed,
         "selection_rule": spec.selection_rule,
         "selection": dict(ctx.selection),
+        **({"evidence": evidence} if evidence else {}),
         "code_version": code_version(),
         "machine": {**machine_info(), "device": str(dev)},
         "wall_time_s": round(time.perf_counter() - start, 3),

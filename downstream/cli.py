@@ -44,20 +44,27 @@ def main(argv: list[str]) -> int:
     missing = [f"--{n}" for n in ("artifact", "evaluator", "dataset") if getattr(args, n) is None]
     if missing:
         p.error(f"missing {', '.join(missing)}")
+    from pathlib import Path
+
+    from zoo.logs import job_log
+
+    # detectron2's and pycocotools' output go to RECORD.log beside --out (and to the console with -v)
+    log_path = Path(args.out).with_suffix(".log") if args.out else None
     try:
-        record = evaluate(
-            args.artifact,
-            args.evaluator,
-            args.dataset,
-            dataset_options=DatasetOptions(root=args.root, image_size=args.image_size),
-            config_path=args.config,
-            overrides=args.overrides,
-            seed=args.seed,
-            out=args.out,
-            device=args.device,
-            work_dir=args.work_dir,
-            cache_dir=args.cache_dir,
-        )
+        with job_log(log_path):
+            record = evaluate(
+                args.artifact,
+                args.evaluator,
+                args.dataset,
+                dataset_options=DatasetOptions(root=args.root, image_size=args.image_size),
+                config_path=args.config,
+                overrides=args.overrides,
+                seed=args.seed,
+                out=args.out,
+                device=args.device,
+                work_dir=args.work_dir,
+                cache_dir=args.cache_dir,
+            )
     except (EvaluatorError, ConfigError, DatasetError, ArtifactError, FrozenCheckError) as exc:
         print(f"byol-bench eval: error: {exc}", file=sys.stderr)
         return 2
@@ -76,5 +83,5 @@ def main(argv: list[str]) -> int:
             scalars = {k: v for k, v in record["selection"].items() if not isinstance(v, list | dict)}
             print("selection:", json.dumps(scalars))
     if args.out:
-        print(f"record written to {args.out}")
+        print(f"record written to {args.out} (log: {log_path})")
     return 0

@@ -53,6 +53,7 @@ class KnnConfig:
     task="classification",
     frozen=True,
     selection_rule="fixed k and T (no selection); with grid=true, (k, T) chosen by val top-1, test reported once",
+    units={p: "fraction" for p in ("top1_*", "top5_*", "val_top1_*", "map_at_r", "recall_at_*")},
 )
 def knn(ctx: EvalContext, cfg: KnnConfig) -> dict[str, float]:
     """Weighted kNN (train bank, test queries) at each ``k``; MAP@R and Recall@K; optional val-chosen grid."""

@@ -42,6 +42,7 @@ class LinearConfig:
     standardize: bool = True
     max_iter: int = 1000
     tol: float = 1e-4  # max |gradient| at which L-BFGS stops (scikit-learn's default tol)
+    patience: int | None = None  # stop the λ sweep after this many λ below the best on val (None: whole grid)
     # standard: fixed hyper-parameters, final epoch reported
     epochs: int = 30
     batch_size: int = 256
@@ -59,6 +60,8 @@ class LinearConfig:
             raise ValueError(f"layer '{self.layer}' unknown (known: {', '.join(FEATURE_LAYERS)})")
         if not 0 < self.l2_min <= self.l2_max or self.l2_steps < 1:
             raise ValueError("need 0 < l2_min <= l2_max and l2_steps >= 1")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be ≥ 1 or null, got {self.patience}")
         if self.max_iter < 1 or self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.draws < 1:
             raise ValueError("max_iter, epochs, batch_size, lr and draws must be positive")
         if self.label_fraction is not None and self.shots_per_class is not None:
@@ -89,11 +92,22 @@ def _fast(
     num_classes = ctx.load_split("train").num_classes
     grid = l2_grid(cfg.l2_min, cfg.l2_max, cfg.l2_steps)
     y_tr_t, y_va_t = torch.from_numpy(y_tr).to(dev), torch.from_numpy(y_va).to(dev)
-    best, val_accs, models = sweep_l2(x_tr, y_tr_t, x_va, y_va_t, num_classes, grid, max_iter=cfg.max_iter, tol=cfg.tol)
+    infos: list[dict[str, float]] = []
+    best, val_accs, models = sweep_l2(
+        x_tr, y_tr_t, x_va, y_va_t, num_classes, grid, max_iter=cfg.max_iter, tol=cfg.tol, infos=infos,
+        patience=cfg.patience,
+    )  # fmt: skip
+    grid = grid[: len(val_accs)]  # the λ actually fitted (patience may stop the sweep early)
     W, b = models[best]
     test = topk_accuracy(x_te @ W.t() + b, torch.from_numpy(y_te).to(dev), (1, 5))
     metrics = {"top1": test[1], "top5": test[5], "val_top1": val_accs[best], "l2": grid[best]}
-    selection = {"l2": grid[best], "l2_grid": grid, "val_top1_per_l2": val_accs}
+    selection = {
+        "l2": grid[best],
+        "l2_grid": grid,
+        "val_top1_per_l2": val_accs,
+        # λ values whose fit stopped at max_iter with max |gradient| still above tol (normally none)
+        "unconverged_l2": [lam for lam, i in zip(grid, infos) if not i["converged"]],
+    }
     return metrics, selection
 
 
@@ -158,6 +172,7 @@ def _standard(
         "fast: L2 strength chosen by val top-1 from a log-spaced sweep, model fit on train, test reported once; "
         "standard: fixed hyper-parameters, final epoch reported; low-shot: the same per draw, mean and std"
     ),
+    units={p: "fraction" for p in ("top1", "top5", "val_top1", "top1_*", "top5_*", "val_top1_*")},
 )
 def linear(ctx: EvalContext, cfg: LinearConfig) -> dict[str, float]:
     """Linear probe (fast or standard protocol), optionally low-shot over several label draws."""

@@ -18,11 +18,26 @@ metric record; the benchmark runner nests each evaluator's metrics under its nam
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EvaluatorSpec", "EVALUATORS", "register_evaluator", "get_evaluator", "EvaluatorError"]
+__all__ = [
+    "EvaluatorSpec",
+    "EVALUATORS",
+    "register_evaluator",
+    "get_evaluator",
+    "EvaluatorError",
+    "UNITS",
+    "metric_unit",
+]
+
+# the units a metric can be stored in; leaderboards show both in percent (``benchmarks.runner.leaderboard``)
+UNITS = {
+    "fraction": "a fraction of the split, 0–1 (accuracies, MAP@R, recall)",
+    "AP points": "COCO AP × 100, 0–100 (detectron2's convention)",
+}
 
 
 class EvaluatorError(ValueError):
@@ -37,20 +52,40 @@ class EvaluatorSpec:
     task: str  # "classification" | "detection"
     frozen: bool  # backbone must be unchanged afterwards (checked by the runner)
     selection_rule: str  # how reported numbers were selected (goes into every record)
+    # (fnmatch pattern, unit) per metric family, first match wins; unmatched metrics have no unit (a count, λ, R²)
+    units: tuple[tuple[str, str], ...] = ()
+
+    def unit(self, metric: str) -> str | None:
+        """The unit ``metric`` is stored in (one of ``UNITS``), or None."""
+        return next((u for pattern, u in self.units if fnmatch.fnmatchcase(metric, pattern)), None)
 
 
 EVALUATORS: dict[str, EvaluatorSpec] = {}
 
 
 def register_evaluator(
-    name: str, *, config: type, task: str, frozen: bool, selection_rule: str
+    name: str,
+    *,
+    config: type,
+    task: str,
+    frozen: bool,
+    selection_rule: str,
+    units: dict[str, str] | None = None,
 ) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
-    """Register ``fn(ctx, cfg) -> dict[str, float]`` under ``name``."""
+    """Register ``fn(ctx, cfg) -> dict[str, float]`` under ``name``.
+
+    ``units`` maps fnmatch patterns of metric names to the unit they are stored in (a key of ``UNITS``),
+    e.g. ``{"top1*": "fraction"}``; the record lists each metric's unit and leaderboards name it.
+    """
+    bad = sorted(set((units or {}).values()) - set(UNITS))
+    if bad:
+        raise ValueError(f"evaluator '{name}': unknown unit(s) {bad} (known: {', '.join(UNITS)})")
 
     def deco(fn: Callable[..., dict[str, float]]) -> Callable[..., dict[str, float]]:
         if name in EVALUATORS:
             raise ValueError(f"evaluator '{name}' is already registered")
-        EVALUATORS[name] = EvaluatorSpec(name, fn, config, task, frozen, selection_rule)
+        spec_units = tuple((units or {}).items())
+        EVALUATORS[name] = EvaluatorSpec(name, fn, config, task, frozen, selection_rule, spec_units)
         return fn
 
     return deco
@@ -67,3 +102,11 @@ def get_evaluator(name: str) -> EvaluatorSpec:
 
 def describe(spec: EvaluatorSpec) -> dict[str, Any]:
     return {"name": spec.name, "task": spec.task, "frozen": spec.frozen, "selection_rule": spec.selection_rule}
+
+
+def metric_unit(evaluator: str, metric: str) -> str | None:
+    """The unit ``evaluator`` stores ``metric`` in; None when it has none or the evaluator is unknown here."""
+    try:
+        return get_evaluator(evaluator).unit(metric)
+    except EvaluatorError:
+        return None

@@ -161,6 +161,7 @@ class LayerwiseConfig:
     task="classification",
     frozen=True,
     selection_rule="kNN: fixed k and T; linear: L2 strength per layer chosen by val top-1, test reported once",
+    units={p: "fraction" for p in ("knn_top1_*", "linear_top1_*", "linear_val_top1_*")},
 )
 def layerwise(ctx: EvalContext, cfg: LayerwiseConfig) -> dict[str, float]:
     """``knn_top1_<layer>`` and ``linear_top1_<layer>`` for every ResNet stage and head."""
@@ -245,16 +246,19 @@ def invariance(ctx: EvalContext, cfg: InvarianceConfig) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------------------------------
-# nuisance factors (digits-m): how much of the representation is background
+# nuisance factors (digits-m, shapes): how much of the representation is not the class
 # --------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class NuisanceConfig:
-    """Linear probes of ``digits-m``'s non-digit factors from frozen features: train → test, L2 chosen on val.
+    """Linear probes of a procedural set's non-class factors from frozen features: train → test, L2 on val.
 
-    Factors (``zoo.datasets.digit_m_nuisance``): which photo the background was cut from, where (crop centre
-    x / y) and how large, the background's mean colour, and the digit's ink amount.
+    ``digits-m`` (``zoo.datasets.digit_m_nuisance``): which photo the background was cut from, where (crop
+    centre x / y) and how large, the background's mean colour, and the digit's ink amount.
+    ``shapes`` / ``shapes-upright`` (``zoo.datasets.shape_factors``): foreground and background colour, the
+    background gradient, position (centre x / y), size (radius), rotation (cos / sin of the angle; shapes with
+    rotational symmetry make it partly undecidable), pixel-noise σ and covered area.
     """
 
     layers: tuple[str, ...] = ("pool",)
@@ -270,6 +274,35 @@ class NuisanceConfig:
 
 
 _NUISANCE_TARGETS = ("bg_x", "bg_y", "bg_scale", "bg_rgb", "ink")
+_SHAPE_TARGETS = ("fg_rgb", "bg_rgb", "bg_gradient", "cx", "cy", "radius", "rotation", "noise", "area")
+NUISANCE_DATASETS = ("digits-m", "shapes", "shapes-upright")
+
+
+def _nuisance_factors(
+    ctx: EvalContext,
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]]]:
+    """``(class factors, continuous factors)`` of the context's dataset, each ``{factor: {split: array}}``.
+
+    Class factors are probed by logistic regression (reported as ``<name>_top1``), continuous ones by ridge
+    (``<name>_r2``). The dataset's own label is added by the caller (``digit`` / ``shape``).
+    """
+    opts = ctx.dataset_options
+    splits = ("train", "val", "test")
+    if ctx.dataset == "digits-m":
+        from zoo.datasets import digit_m_nuisance
+
+        size, seed = opts.image_size or 32, opts.seed
+        f = {s: digit_m_nuisance(s, size, seed, opts.cache_path()) for s in splits}
+        return {"photo": {s: f[s]["photo"] for s in splits}}, {
+            n: {s: f[s][n] for s in splits} for n in _NUISANCE_TARGETS
+        }
+    from zoo.datasets import shape_factors
+
+    f = {s: shape_factors(s, opts, name=ctx.dataset) for s in splits}
+    for s in splits:
+        angle = f[s]["angle"].astype(np.float64)
+        f[s]["rotation"] = np.stack([np.cos(angle), np.sin(angle)], 1)
+    return {}, {n: {s: f[s][n] for s in splits} for n in _SHAPE_TARGETS}
 
 
 @register_evaluator(
@@ -278,34 +311,34 @@ _NUISANCE_TARGETS = ("bg_x", "bg_y", "bg_scale", "bg_rgb", "ink")
     task="classification",
     frozen=True,
     selection_rule="L2 strength per probe chosen by val accuracy / R², test reported once",
+    units={"*_top1*": "fraction"},  # <class factor>_top1[_<layer>]; R² has no unit
 )
 def nuisance(ctx: EvalContext, cfg: NuisanceConfig) -> dict[str, float]:
-    """``photo_top1`` (2 photos; chance ≈ 0.5) and ``<factor>_r2`` (0 = not linearly decodable) per layer.
+    """``<factor>_r2`` (0 = not linearly decodable) and ``<class factor>_top1`` per layer.
 
-    ``digit_top1`` is the digit read by the same kind of probe, for comparison: a representation that
-    tracks the background better than the initialisation does while tracking the digit worse has learnt
-    the background shortcut.
+    digits-m: ``photo_top1`` (2 photos; chance ≈ 0.5), ``bg_*_r2``, ``ink_r2``. shapes: ``fg_rgb_r2``,
+    ``bg_rgb_r2``, ``cx_r2`` … (``NuisanceConfig``). The class itself (``digit_top1`` / ``shape_top1``) is
+    read by the same kind of probe, for comparison: a representation that tracks a nuisance better than the
+    initialisation does while tracking the class worse has learnt a shortcut.
     """
-    if ctx.dataset != "digits-m":
+    if ctx.dataset not in NUISANCE_DATASETS:
         raise EvaluatorError(
-            f"the nuisance evaluator needs the digits-m dataset (its factors are known), got '{ctx.dataset}'"
+            f"the nuisance evaluator needs a dataset whose factors are known ({', '.join(NUISANCE_DATASETS)}), "
+            f"got '{ctx.dataset}'"
         )
-    from zoo.datasets import digit_m_nuisance
-
-    opts = ctx.dataset_options
-    size, seed = opts.image_size or 32, opts.seed
-    factors = {s: digit_m_nuisance(s, size, seed, opts.cache_path()) for s in ("train", "val", "test")}
+    class_factors, targets = _nuisance_factors(ctx)
+    label_name = "digit" if ctx.dataset == "digits-m" else "shape"
     layers = available_layers(ctx.artifact, cfg.layers) if cfg.heads else list(cfg.layers)
     grid = l2_grid(cfg.l2_min, cfg.l2_max, cfg.l2_steps)
     dev = ctx.device
     out: dict[str, float] = {}
     chosen: dict[str, float] = {}
     splits = ("train", "val", "test")
-    classes = {"photo": {s: factors[s]["photo"] for s in splits}, "digit": {}}
+    classes: dict[str, dict[str, np.ndarray]] = {**class_factors, label_name: {}}
     for layer in layers:
         feats = {}
         for s in splits:
-            feats[s], classes["digit"][s] = split_features(ctx, s, layer)
+            feats[s], classes[label_name][s] = split_features(ctx, s, layer)
         tr, va, te = (t.to(dev) for t in standardize(feats["train"], feats["val"], feats["test"]))
         sfx = _suffix(layer)
         for name, labels in classes.items():  # multinomial logistic probes
@@ -315,10 +348,9 @@ def nuisance(ctx: EvalContext, cfg: NuisanceConfig) -> dict[str, float]:
             W, b = models[best]
             out[f"{name}_top1{sfx}"] = topk_accuracy(te @ W.t() + b, y["test"], (1,))[1]
             chosen[f"{name}{sfx}"] = grid[best]
-        for name in _NUISANCE_TARGETS:  # ridge probes, R² of the held-out split
+        for name, values in targets.items():  # ridge probes, R² of the held-out split
             t = {
-                s: torch.from_numpy(factors[s][name].reshape(len(factors[s][name]), -1)).double().to(dev)
-                for s in splits
+                s: torch.from_numpy(np.asarray(values[s]).reshape(len(values[s]), -1)).double().to(dev) for s in splits
             }
             fits = [fit_ridge(tr, t["train"], l2) for l2 in grid]
             best = int(np.argmax([r2_score(va.double() @ W + b, t["val"]) for W, b in fits]))

@@ -1,8 +1,10 @@
 """The ``detection`` evaluator config and the protocol presets (``configs/<name>.yaml``).
 
 A preset YAML has ``base`` (a detectron2 model-zoo config path), ``trials`` (runs per configuration,
-reported as mean and std) and ``d2`` (dotted detectron2 config keys → values). The evaluator config only
-names a preset and optionally overrides the few knobs people change between runs.
+reported as mean and std), ``d2`` (dotted detectron2 config keys → values) and optionally ``route``
+(``auto``/``pkl``/``adapter``: how the backbone weights reach detectron2, ``weights.choose_route``). The
+evaluator config only names a preset and optionally overrides the few knobs people change between runs.
+Without a preset, a dataset with its own CPU preset (``<dataset>-cpu``) gets it, any other ``digits-det-cpu``.
 """
 
 from __future__ import annotations
@@ -13,17 +15,20 @@ from typing import Any
 
 import yaml
 
-__all__ = ["DetectionConfig", "Preset", "load_preset", "PRESET_DIR", "list_presets"]
+__all__ = ["DetectionConfig", "Preset", "load_preset", "PRESET_DIR", "list_presets", "default_preset", "ROUTES"]
 
 PRESET_DIR = Path(__file__).resolve().parent / "configs"
-_PRESET_KEYS = {"base", "trials", "d2", "description"}
+_PRESET_KEYS = {"base", "trials", "d2", "description", "route"}
+DEFAULT_PRESET = "digits-det-cpu"
+ROUTES = ("auto", "pkl", "adapter")  # weights.choose_route
 
 
 @dataclass(frozen=True)
 class DetectionConfig:
     """``preset``: a name in ``downstream/detection/configs`` or a YAML path. ``None`` fields: the preset's."""
 
-    preset: str = "digits-det-cpu"
+    preset: str | None = None  # None: '<dataset>-cpu' when it exists (shapes-det-cpu), else digits-det-cpu
+    route: str | None = None  # auto | pkl | adapter (backbone weights → detectron2); None: the preset's (auto)
     max_iter: int | None = None  # SOLVER.MAX_ITER; LR steps are scaled with it
     trials: int | None = None  # fine-tuning runs (seeds seed, seed+1, …); mean and std are reported
     base_lr: float | None = None  # SOLVER.BASE_LR
@@ -44,6 +49,8 @@ class DetectionConfig:
             raise ValueError(f"num_gpus must be ≥ 0, got {self.num_gpus}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be ≥ 0, got {self.num_workers}")
+        if self.route is not None and self.route not in ROUTES:
+            raise ValueError(f"route must be one of {', '.join(ROUTES)}, got '{self.route}'")
         if self.train_split == self.test_split:
             raise ValueError(f"train_split and test_split are both '{self.train_split}'")
 
@@ -55,14 +62,23 @@ class Preset:
     base: str
     trials: int
     d2: dict[str, Any]
+    route: str = "auto"
 
 
 def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def load_preset(name_or_path: str) -> Preset:
-    """Read and validate a preset; unknown keys and a missing file are errors that name them."""
+def default_preset(dataset: str | None) -> str:
+    """The preset used when none is named: ``<dataset>-cpu`` if shipped, else ``digits-det-cpu``."""
+    return f"{dataset}-cpu" if dataset and f"{dataset}-cpu" in list_presets() else DEFAULT_PRESET
+
+
+def load_preset(name_or_path: str | None, dataset: str | None = None) -> Preset:
+    """Read and validate a preset (``None``: ``default_preset(dataset)``); unknown keys and a missing file are
+    errors that name them."""
+    if name_or_path is None:
+        name_or_path = default_preset(dataset)
     path = Path(name_or_path)
     if not path.suffix:
         path = PRESET_DIR / f"{name_or_path}.yaml"
@@ -80,4 +96,7 @@ def load_preset(name_or_path: str) -> Preset:
     d2 = data.get("d2") or {}
     if not isinstance(d2, dict):
         raise ValueError(f"{path}: 'd2' must be a mapping of detectron2 config keys")
-    return Preset(path.stem, path, data["base"], trials, d2)
+    route = data.get("route", "auto")
+    if route not in ROUTES:
+        raise ValueError(f"{path}: 'route' must be one of {', '.join(ROUTES)}, got {route!r}")
+    return Preset(path.stem, path, data["base"], trials, d2, route)

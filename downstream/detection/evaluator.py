@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 
 import torch
@@ -12,27 +11,17 @@ from downstream.context import EvalContext
 from downstream.detection.config import DetectionConfig, load_preset
 from downstream.detection.evaluation import register_split
 from downstream.detection.modeling import build_d2_config
+from downstream.detection.rescore import GROUND_TRUTH, PREDICTIONS, aggregate_trials
 from downstream.detection.train import run_trial
-from downstream.detection.weights import check_architecture, export_pkl
+from downstream.detection.weights import backbone_weights, choose_route
 from downstream.registry import EvaluatorError, register_evaluator
 from zoo.datasets import DetectionSplit
 
-__all__ = ["detection", "aggregate_trials"]
+__all__ = ["detection", "aggregate_trials", "PREDICTIONS", "GROUND_TRUTH"]
 
-
-def aggregate_trials(per_trial: list[dict[str, float]]) -> dict[str, float]:
-    """Mean over trials under each metric name, ``<name>_std`` (sample std, 0 for one trial), ``trials``.
-
-    A metric missing from some trial (e.g. a size range with no detections) is averaged where present.
-    """
-    out: dict[str, float] = {}
-    keys = sorted({k for m in per_trial for k in m})
-    for k in keys:
-        vals = [m[k] for m in per_trial if k in m]
-        out[k] = statistics.fmean(vals)
-        out[f"{k}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    out["trials"] = float(len(per_trial))
-    return out
+# the ground truth is copied beside each record up to this size (digits-det val: ~40 KB); COCO val2017's
+# 25 MB annotations are recorded by path and sha256 only
+MAX_GT_COPY_BYTES = 8 << 20
 
 
 def _num_gpus(ctx: EvalContext, cfg: DetectionConfig) -> int:
@@ -50,12 +39,13 @@ def _num_gpus(ctx: EvalContext, cfg: DetectionConfig) -> int:
     frozen=False,
     selection_rule="fixed preset schedule, final-iteration model; test split evaluated once per trial; "
     "mean and std over trials (seeds seed..seed+trials-1)",
+    units={"AP*": "AP points"},  # AP AP50 AP75 APs APm APl AP-<class> and their _std
 )
 def detection(ctx: EvalContext, cfg: DetectionConfig) -> dict[str, float]:
     """Fine-tune Faster R-CNN from the artifact's backbone; COCO box AP (mean/std over trials)."""
     meta = ctx.artifact.meta
-    resnet = check_architecture(meta.architecture)
-    preset = load_preset(cfg.preset)
+    preset = load_preset(cfg.preset, dataset=ctx.dataset)
+    route = choose_route(meta.architecture, cfg.route or preset.route)  # .pkl or adapter, errors before any work
     trials = cfg.trials or preset.trials
     train_split, test_split = ctx.load_split(cfg.train_split), ctx.load_split(cfg.test_split)
     if not isinstance(train_split, DetectionSplit) or not isinstance(test_split, DetectionSplit):
@@ -67,7 +57,7 @@ def detection(ctx: EvalContext, cfg: DetectionConfig) -> dict[str, float]:
     train_name, test_name = list(splits)
     work = Path(ctx.work_dir) / "detection"
     work.mkdir(parents=True, exist_ok=True)
-    weights = export_pkl(ctx.artifact.model, work / "backbone_d2.pkl", sha256=ctx.artifact.sha256)
+    weights = backbone_weights(route, ctx.artifact, work)  # the .pkl written there, or the artifact directory
     num_gpus = _num_gpus(ctx, cfg)
     device = "cuda" if num_gpus > 0 else "cpu"
 
@@ -76,13 +66,12 @@ def detection(ctx: EvalContext, cfg: DetectionConfig) -> dict[str, float]:
         d2cfg = build_d2_config(
             preset,
             cfg,
-            resnet=resnet,
+            backbone=weights,
             mean=tuple(meta.mean),
             std=tuple(meta.std),
             num_classes=train_split.num_classes,
             train_name=train_name,
             test_name=test_name,
-            weights=str(weights),
             output_dir=str(work / f"trial{t}"),
             seed=ctx.seed + t,
             device=device,
@@ -91,6 +80,26 @@ def detection(ctx: EvalContext, cfg: DetectionConfig) -> dict[str, float]:
         rec = run_trial(d2cfg, splits, num_gpus)
         per_trial.append(rec["metrics"])
         records.append({"trial": t, "seed": ctx.seed + t, **rec})
+        # the detections this trial's AP was computed from, kept beside the record (re-score: rescore.py)
+        ctx.keep(
+            f"trial{t}/{PREDICTIONS}",
+            work / f"trial{t}" / "inference" / PREDICTIONS,
+            written_by="detectron2 COCOEvaluator (final-iteration model)",
+            trial=t,
+            seed=ctx.seed + t,
+            split=cfg.test_split,
+            metrics=rec["metrics"],
+        )
     (work / "trials.json").write_text(json.dumps(records, indent=1))
+    gt = Path(test_split.json_path)
+    ctx.keep(
+        GROUND_TRUTH,
+        gt,
+        copy=gt.stat().st_size <= MAX_GT_COPY_BYTES,
+        written_by=f"zoo.datasets '{ctx.dataset}' split '{cfg.test_split}'",
+        split=cfg.test_split,
+        recipe=dict(getattr(test_split, "recipe", {}) or {}),
+    )
     ctx.selection.update({"preset": preset.name, "trials": trials, "split": cfg.test_split, "device": device})
+    ctx.selection["backbone_route"] = route  # how the weights reached detectron2 (weights.choose_route)
     return aggregate_trials(per_trial)

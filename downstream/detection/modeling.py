@@ -4,6 +4,10 @@ The settings every converted torchvision ResNet needs (as in MoCo's and VISSL's 
 RGB input with torchvision's mean/std scaled to 0–255, ``STRIDE_IN_1X1=False`` (torchvision puts the
 stride in the 3×3 conv), BN in training mode everywhere (SyncBN with several GPUs) and ``FREEZE_AT=0``
 — with frozen BN a random-init backbone diverges within 20 iterations (measured on digits-det).
+
+Both weight routes (``weights.py``) get these settings: on the adapter route (``backbone.py``) the FPN's
+bottom-up network is our own module, built by ``build_byol_bench_fpn_backbone`` with the same norm and
+freezing, so the two routes train the same model for a standard ResNet.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.modeling.roi_heads import Res5ROIHeads
 from torch import nn
 
+from downstream.detection.backbone import add_adapter_config, check_adapter_architecture, register_backbones
 from downstream.detection.config import DetectionConfig, Preset
+from downstream.detection.weights import BackboneWeights, check_architecture, resnet_settings
+from zoo.backbones import get_spec
 
 __all__ = ["build_d2_config", "Res5ROIHeadsExtraNorm"]
 
@@ -50,19 +57,18 @@ def build_d2_config(
     preset: Preset,
     cfg: DetectionConfig,
     *,
-    resnet: dict[str, int],
+    backbone: BackboneWeights,
     mean: tuple[float, float, float],
     std: tuple[float, float, float],
     num_classes: int,
     train_name: str,
     test_name: str,
-    weights: str,
     output_dir: str,
     seed: int,
     device: str,
     num_gpus: int,
 ) -> CfgNode:
-    """The frozen detectron2 config of one trial."""
+    """The frozen detectron2 config of one trial; ``backbone`` says which route feeds it which weights."""
     c = get_cfg()
     c.merge_from_file(model_zoo.get_config_file(preset.base))
     flat: list[Any] = []
@@ -76,10 +82,28 @@ def build_d2_config(
     c.MODEL.PIXEL_STD = [255.0 * s for s in std]
     c.MODEL.RESNETS.STRIDE_IN_1X1 = False
     c.MODEL.RESNETS.NORM = norm
+    c.MODEL.BACKBONE.FREEZE_AT = 0
+    fpn = "fpn" in c.MODEL.BACKBONE.NAME.lower()
+    if backbone.route == "adapter":
+        if not fpn:
+            raise ValueError(
+                f"preset '{preset.name}' builds detectron2's own ResNet (C4 head); the adapter route "
+                f"('{backbone.architecture}') feeds an FPN: use an FPN preset (e.g. digits-det-cpu)"
+            )
+        geometry = check_adapter_architecture(backbone.architecture)
+        register_backbones()
+        c.MODEL.BACKBONE.NAME = "build_byol_bench_fpn_backbone"
+        add_adapter_config(c, backbone.architecture, backbone.path, backbone.sha256)
+        # not read by the adapter; set so that config.yaml describes the model that ran
+        resnet = resnet_settings(get_spec(backbone.architecture).torchvision_arch)
+        resnet["RES2_OUT_CHANNELS"] = geometry["res2"].channels
+        c.MODEL.WEIGHTS = ""
+    else:
+        resnet = check_architecture(backbone.architecture)
+        c.MODEL.WEIGHTS = backbone.path
     c.MODEL.RESNETS.DEPTH = resnet["DEPTH"]
     c.MODEL.RESNETS.RES2_OUT_CHANNELS = resnet["RES2_OUT_CHANNELS"]
-    c.MODEL.BACKBONE.FREEZE_AT = 0
-    if "fpn" in c.MODEL.BACKBONE.NAME.lower():
+    if fpn:
         c.MODEL.FPN.NORM = norm
     elif resnet["DEPTH"] < 50:
         raise ValueError(
@@ -90,7 +114,6 @@ def build_d2_config(
     c.DATASETS.TRAIN = (train_name,)
     c.DATASETS.TEST = (test_name,)
     c.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
-    c.MODEL.WEIGHTS = weights
     c.MODEL.DEVICE = device
     c.OUTPUT_DIR = output_dir
     c.SEED = seed

@@ -21,6 +21,7 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import JSONWriter
 
 import downstream.detection.modeling  # noqa: F401  (registers Res5ROIHeadsExtraNorm in spawned workers)
+from downstream.detection.backbone import ADAPTER_BUILDER_NAMES, AdapterError, register_backbones
 from downstream.detection.evaluation import flatten_bbox, make_evaluator, register_split
 from downstream.detection.weights import load_backbone_strict
 
@@ -49,8 +50,9 @@ def trial_main(cfg_yaml: str, splits: dict[str, tuple[str, str]]) -> None:
         if registered != name:
             raise RuntimeError(f"split registered as '{registered}', config names '{name}'")
     seed_all_rng(cfg.SEED + comm.get_rank())
+    register_backbones()  # the adapter builders, in this (possibly spawned) process
     trainer = Trainer(cfg)
-    n_loaded = load_backbone_strict(trainer.model, cfg.MODEL.WEIGHTS)
+    n_loaded = _load_backbone(trainer.model, cfg)
     t0 = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - t0
@@ -61,6 +63,7 @@ def trial_main(cfg_yaml: str, splits: dict[str, tuple[str, str]]) -> None:
             "metrics": flatten_bbox(results),
             "train_seconds": train_s,
             "s_per_iter": timer.median(len(timer.values())) if timer else None,
+            "backbone_route": route_of(cfg),
             "backbone_tensors_loaded": n_loaded,
             "peak_cuda_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
@@ -68,6 +71,23 @@ def trial_main(cfg_yaml: str, splits: dict[str, tuple[str, str]]) -> None:
         tmp = Path(cfg.OUTPUT_DIR) / "result.json.tmp"
         tmp.write_text(json.dumps(record, indent=1))
         tmp.replace(Path(cfg.OUTPUT_DIR) / "result.json")
+
+
+def route_of(cfg: CfgNode) -> str:
+    """``"adapter"`` when the config builds our backbone adapter, else ``"pkl"``."""
+    return "adapter" if cfg.MODEL.BACKBONE.NAME in ADAPTER_BUILDER_NAMES else "pkl"
+
+
+def _load_backbone(model: torch.nn.Module, cfg: CfgNode) -> int:
+    """The backbone tensors loaded: strictly from the ``.pkl``, or as the adapter loaded them at build time."""
+    if route_of(cfg) == "pkl":
+        return load_backbone_strict(model, cfg.MODEL.WEIGHTS)
+    bottom_up = getattr(model, "module", model).backbone.bottom_up
+    if not bottom_up.tensors_loaded:
+        raise AdapterError(
+            f"the adapter loaded no artifact tensors (MODEL.BYOL_BENCH.ARTIFACT: {cfg.MODEL.BYOL_BENCH.ARTIFACT!r})"
+        )
+    return bottom_up.tensors_loaded
 
 
 def run_trial(cfg: CfgNode, splits: dict[str, tuple[str, str]], num_gpus: int) -> dict[str, Any]:

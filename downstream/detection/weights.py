@@ -1,14 +1,21 @@
-"""Artifact → detectron2 backbone weights: architecture check, conversion, strict loading.
+"""Artifact → detectron2 backbone weights: which route, architecture check, conversion, strict loading.
 
-Decision on architectures: detection supports the artifacts whose ResNet detectron2 can represent
-exactly (torchvision's standard stem: ``resnet18``, ``resnet50``, … — ``BackboneSpec.detectron2_compatible``).
-The small-image stem (3×3 conv, no max-pool) would need a non-standard FPN stride layout, so it gets a
-clear error instead of a silently different model.
+Two routes (``choose_route``):
+
+- ``pkl`` (MoCo's protocol): the artifacts whose ResNet detectron2 represents exactly (torchvision's standard
+  stem and widths: ``resnet18``, ``resnet50`` — ``BackboneSpec.detectron2_compatible``) are converted to a
+  detectron2 ``.pkl`` and loaded strictly into detectron2's own ``ResNet``. The default for them.
+- ``adapter`` (``backbone.py``): any registered backbone whose stages have strides 4–32 (e.g.
+  ``resnet18-w32``) runs as it is, its artifact loaded by ``zoo.artifact``. Forced with ``route=adapter``.
+
+The small-image stem (3×3 conv, no max-pool) gives strides 1–8, which the FPN presets cannot use, so it gets
+a clear error on both routes instead of a silently different model.
 """
 
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +23,22 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from torch import nn
 
+from downstream.detection.backbone import adapter_architectures, check_adapter_architecture
+from downstream.detection.config import ROUTES
 from zoo.backbones import get_spec
 from zoo.detectron2_format import save_detectron2_pkl, torchvision_to_detectron2
 
-__all__ = ["DetectionWeightsError", "check_architecture", "resnet_settings", "export_pkl", "load_backbone_strict"]
+__all__ = [
+    "DetectionWeightsError",
+    "BackboneWeights",
+    "ROUTES",
+    "choose_route",
+    "backbone_weights",
+    "check_architecture",
+    "resnet_settings",
+    "export_pkl",
+    "load_backbone_strict",
+]
 
 _DEPTHS = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101, "resnet152": 152}
 
@@ -34,15 +53,64 @@ def _supported() -> list[str]:
     return sorted(n for n, s in BACKBONES.items() if s.detectron2_compatible and s.torchvision_arch in _DEPTHS)
 
 
-def check_architecture(architecture: str) -> dict[str, int]:
-    """detectron2 ResNet settings for ``architecture``, or an error listing the supported ones."""
+def _pkl_compatible(architecture: str) -> bool:
     spec = get_spec(architecture)
-    if not spec.detectron2_compatible or spec.torchvision_arch not in _DEPTHS:
+    return spec.detectron2_compatible and spec.torchvision_arch in _DEPTHS
+
+
+def check_architecture(architecture: str) -> dict[str, int]:
+    """detectron2 ResNet settings for ``architecture`` (the ``.pkl`` route), or an error listing the supported ones."""
+    spec = get_spec(architecture)
+    if not _pkl_compatible(architecture):
         raise DetectionWeightsError(
-            f"architecture '{architecture}' (stem '{spec.stem}') cannot be represented by detectron2's "
-            f"ResNet; detection supports: {', '.join(_supported())}"
+            f"architecture '{architecture}' (stem '{spec.stem}', width {spec.width}) cannot be represented by "
+            f"detectron2's ResNet; the .pkl route supports: {', '.join(_supported())}; the adapter "
+            f"(route=auto or route=adapter): {', '.join(adapter_architectures())}"
         )
     return resnet_settings(spec.torchvision_arch)
+
+
+def choose_route(architecture: str, requested: str = "auto") -> str:
+    """``"pkl"`` or ``"adapter"`` for ``architecture``; ``auto`` keeps the ``.pkl`` route wherever it applies.
+
+    Raises ``DetectionWeightsError`` (``.pkl`` requested for an architecture detectron2 cannot hold) or
+    ``AdapterError`` (stage strides the FPN presets cannot use, e.g. ``resnet18-small``), naming what works.
+    """
+    if requested not in ROUTES:
+        raise ValueError(f"route must be one of {', '.join(ROUTES)}, got '{requested}'")
+    if requested == "pkl" or (requested == "auto" and _pkl_compatible(architecture)):
+        check_architecture(architecture)
+        return "pkl"
+    check_adapter_architecture(architecture)
+    return "adapter"
+
+
+@dataclass(frozen=True)
+class BackboneWeights:
+    """Where a trial's backbone weights come from: a converted ``.pkl`` or the artifact directory (adapter)."""
+
+    route: str  # "pkl" | "adapter"
+    architecture: str
+    path: str  # the .pkl file, or the artifact directory
+    sha256: str = ""  # the artifact's weights hash (the adapter re-checks it when loading)
+
+
+def backbone_weights(route: str, artifact: Any, work_dir: str | Path) -> BackboneWeights:
+    """The weights of ``artifact`` (a ``zoo.artifact.Artifact``) for ``route``: a ``.pkl`` written to ``work_dir``
+    (``pkl``) or the artifact directory itself (``adapter``)."""
+    arch = artifact.meta.architecture
+    if route == "pkl":
+        pkl = export_pkl(artifact.model, Path(work_dir) / "backbone_d2.pkl", sha256=artifact.sha256)
+        return BackboneWeights("pkl", arch, str(pkl), artifact.sha256)
+    if route != "adapter":
+        raise ValueError(f"route must be 'pkl' or 'adapter' here, got '{route}'")
+    path = Path(artifact.path)
+    if not (path / "meta.json").is_file():
+        raise DetectionWeightsError(
+            f"the adapter loads the artifact from its directory, and '{path}' has no meta.json "
+            "(save the backbone with zoo.artifact.save_artifact first)"
+        )
+    return BackboneWeights("adapter", arch, str(path.resolve()), artifact.sha256)
 
 
 def resnet_settings(torchvision_arch: str) -> dict[str, int]:

@@ -78,3 +78,19 @@ def test_pixels_carry_the_background_and_a_constant_carries_nothing(tmp_path: Pa
     assert all(const[k] < 0.01 for k in const if k.endswith("_r2"))
     with pytest.raises(EvaluatorError, match="digits-m"):
         nuisance(_ctx(Pixels(), 192, tmp_path, dataset="digits"), cfg)
+
+
+def test_shapes_factors_are_probed_from_pixels(tmp_path: Path) -> None:
+    meta = ArtifactMeta(architecture="toy", feature_dim=192, input_size=16, method="toy", weights_sha256="toy-px")
+    art = Artifact(path=Path("toy-px"), meta=meta, model=Pixels().eval())
+    opts = DatasetOptions(image_size=16, cache_dir=str(tmp_path / "data"), num_train=300, num_val=100, num_test=100)
+    ctx = EvalContext(art, "shapes", opts, 0, torch.device("cpu"), tmp_path, tmp_path)
+    out = nuisance(ctx, NuisanceConfig(l2_steps=3, max_iter=100))
+    expected = {"shape_top1"} | {
+        f"{k}_r2" for k in ("fg_rgb", "bg_rgb", "bg_gradient", "cx", "cy", "radius", "rotation", "noise", "area")
+    }
+    assert set(out) == expected
+    # the colours are most of the pixels: a linear read of (pooled) pixels recovers them; the rotation of a
+    # shape is not a linear function of its pixels
+    assert out["bg_rgb_r2"] > 0.8 and out["fg_rgb_r2"] > 0.3
+    assert out["rotation_r2"] < 0.2

@@ -20,6 +20,7 @@ from downstream.detection.evaluation import evaluate_predictions, register_split
 from downstream.detection.evaluator import aggregate_trials, detection  # noqa: E402
 from downstream.detection.modeling import build_d2_config  # noqa: E402
 from downstream.detection.weights import (  # noqa: E402
+    BackboneWeights,
     DetectionWeightsError,
     check_architecture,
     export_pkl,
@@ -33,13 +34,12 @@ def _d2_model(preset: str, arch: str) -> torch.nn.Module:
     cfg = build_d2_config(
         load_preset(preset),
         DetectionConfig(preset=preset),
-        resnet=check_architecture(arch),
+        backbone=BackboneWeights("pkl", arch, ""),
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         num_classes=10,
         train_name="unused_train",
         test_name="unused_test",
-        weights="",
         output_dir="/nonexistent",
         seed=0,
         device="cpu",
@@ -97,7 +97,7 @@ def test_missing_unexpected_and_mismatched_tensors_fail(tmp_path: Path, r18_fpn:
 
 
 def test_unsupported_architecture_names_the_supported_ones() -> None:
-    with pytest.raises(DetectionWeightsError, match=r"resnet18-small.*detection supports: .*resnet18"):
+    with pytest.raises(DetectionWeightsError, match=r"resnet18-small.*the \.pkl route supports: resnet18, resnet50;"):
         check_architecture("resnet18-small")
 
 
@@ -223,6 +223,7 @@ def test_detection_evaluator_end_to_end(tmp_path: Path) -> None:
         device="cpu",
         work_dir=tmp_path / "work",
         cache_dir=tmp_path / "cache",
+        out=tmp_path / "rec.json",
     )
     m = rec["metrics"]
     assert m["trials"] == 2.0
@@ -235,3 +236,16 @@ def test_detection_evaluator_end_to_end(tmp_path: Path) -> None:
     n_tv = sum(1 for k in build_backbone("resnet18").state_dict() if not k.endswith("num_batches_tracked"))
     assert all(t["backbone_tensors_loaded"] == n_tv for t in trials)
     assert rec["config"]["max_iter"] == 2 and rec["evaluator"] == detection.__name__
+    # issue 13: the predictions and ground truth are kept beside the record, and re-score to its AP
+    from downstream.detection.rescore import compare_metrics, rescore_record
+
+    assert sorted(rec["evidence"]) == [
+        "ground_truth.json",
+        "trial0/coco_instances_results.json",
+        "trial1/coco_instances_results.json",
+    ]
+    assert (tmp_path / "rec.evidence" / "trial1" / "coco_instances_results.json").is_file()
+    assert rec["evidence"]["trial1/coco_instances_results.json"]["origin"]["seed"] == 1
+    per_trial, agg = rescore_record(tmp_path / "rec.json")
+    assert [t["metrics"] for t in trials] == per_trial
+    assert compare_metrics(m, agg) == []
