@@ -16,9 +16,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "baseline": ("benchmarks.datasets_cli", "baseline_main", "make the random-init / supervised artifacts"),
     "pretrain": ("pretrain.cli", "main", "BYOL pretraining from a YAML config + dotted overrides"),
     "export": ("pretrain.cli", "export_main", "export a run's backbone artifact (+ detectron2 .pkl)"),
+    "import": ("benchmarks.import_cli", "main", "import another library's checkpoint as an artifact"),
     "eval": ("downstream.cli", "main", "evaluate an artifact with one evaluator on one dataset"),
     "run": ("benchmarks.runner.cli", "run_main", "run a benchmark suite (resumable)"),
     "leaderboard": ("benchmarks.runner.cli", "leaderboard_main", "aggregate records into leaderboard tables"),
+    "rescore": ("downstream.detection.rescore", "main", "re-score detection records from their kept predictions"),
     "analyze": ("downstream.analysis.cli", "main", "representation analysis figures and report"),
 }
 
@@ -26,9 +28,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``byol-bench`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # -v / --verbose, before or after the command: libraries' logs and warnings on the console too
+    verbose = any(a in ("-v", "--verbose") for a in argv)
+    argv = [a for a in argv if a not in ("-v", "--verbose")]
     parser = argparse.ArgumentParser(
         prog="byol-bench",
         description="Pretrain with BYOL, export backbones, evaluate transfer, publish leaderboards.",
+        epilog="-v / --verbose (anywhere): also show libraries' logs and warnings (detectron2, pycocotools, torch); "
+        "they are always in each job's log file.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, _, help_text) in COMMANDS.items():
@@ -40,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         parser.error(f"unknown command '{name}' (choose from {', '.join(COMMANDS)})")
     module_name, func_name, _ = COMMANDS[name]
+    from zoo.logs import setup_console
+
+    setup_console(verbose)  # before the command's imports: their warnings (torch.jit, via detectron2) are logged
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

@@ -68,14 +68,14 @@ def lightly_loader(split: Any, transform: Any, batch: int, limit: int | None = N
 class LightlyBYOL(nn.Module):
     """lightly's BYOL example model: our backbone, lightly's heads, momentum copies without gradients."""
 
-    def __init__(self, arch: str, hidden: int, out: int) -> None:
+    def __init__(self, arch: str, hidden: int, out: int, predictor_hidden: int | None = None) -> None:
         from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
         from lightly.models.utils import deactivate_requires_grad
 
         super().__init__()
         self.backbone = build_backbone(arch)
         self.projection_head = BYOLProjectionHead(self.backbone.feature_dim, hidden, out)
-        self.prediction_head = BYOLPredictionHead(out, hidden, out)
+        self.prediction_head = BYOLPredictionHead(out, predictor_hidden or hidden, out)
         self.backbone_momentum = copy.deepcopy(self.backbone)
         self.projection_head_momentum = copy.deepcopy(self.projection_head)
         deactivate_requires_grad(self.backbone_momentum)
@@ -99,9 +99,20 @@ def lightly_lars(model: nn.Module, optim: OptimConfig, lr: float) -> torch.optim
 
 
 def lightly_step(
-    model: LightlyBYOL, criterion: nn.Module, opt: torch.optim.Optimizer, x0: torch.Tensor, x1: torch.Tensor, m: float
+    model: LightlyBYOL,
+    criterion: nn.Module,
+    opt: torch.optim.Optimizer,
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+    m: float,
+    loss_scale: float = 1.0,
 ) -> torch.Tensor:
-    """One step of lightly's BYOL example: momentum update with ``m``, symmetric loss, backward, optimiser step."""
+    """One step of lightly's BYOL example: momentum update with ``m``, symmetric loss, backward, optimiser step.
+
+    ``loss_scale`` multiplies the loss before ``backward``: lightly's ``0.5·(−cos − cos)`` has a quarter of
+    the gradient of the paper's ``(2 − 2cos) + (2 − 2cos)`` (ours), so ``loss_scale=4`` trains with exactly
+    our gradients, which matters for SGD (LARS's trust ratio mostly hides the scale). Returns the unscaled loss.
+    """
     from lightly.models.utils import update_momentum
 
     update_momentum(model.backbone, model.backbone_momentum, m=m)
@@ -109,7 +120,7 @@ def lightly_step(
     p0, z0 = model(x0), model.forward_momentum(x0)
     p1, z1 = model(x1), model.forward_momentum(x1)
     loss = 0.5 * (criterion(p0, z1) + criterion(p1, z0))
-    loss.backward()
+    (loss * loss_scale if loss_scale != 1.0 else loss).backward()
     opt.step()
     opt.zero_grad()
     return loss.detach()

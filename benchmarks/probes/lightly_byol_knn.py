@@ -4,7 +4,7 @@ If BYOL's kNN on ``digits-m`` falls below the random initialisation with our tra
 the setting? This script trains the same backbone on the same data with an implementation that shares none
 of our BYOL code: the reference loop of ``benchmarks/lightly_reference.py`` (lightly's heads,
 ``update_momentum``, loss, PIL ``BYOLTransform`` views and ``LARS``; the loop the throughput benchmark
-times), with ``cosine_schedule`` for τ and the hyper-parameters of ``pretrain/configs/byol.yaml`` (batch 64, LARS
+times), with ``cosine_schedule`` for τ and the hyper-parameters of ``configs/byol-digits-m.yaml`` (batch 64, LARS
 lr 2.0 × 64 / 256, η 0.001, weight decay 1.5e-6, warm-up 2 epochs then cosine, τ 0.99 → 1, heads 1024 →
 256, crop scale ≥ 0.2, blur σ scaled by size / 224). After every epoch it prints the same health signal as
 our trainer (weighted kNN, k = 20, T = 0.1, train bank, val queries; ``pretrain.knn``)::
@@ -54,7 +54,7 @@ def main() -> None:
     np.random.seed(args.seed)  # lightly's blur and solarize draw from NumPy's global generator
     random.seed(args.seed)
     cfg = load_pretrain_config(
-        REPO / "pretrain" / "configs" / "byol.yaml",
+        REPO / "pretrain" / "configs" / "byol-digits-m.yaml",  # the digits-m default this probe was made for
         [f"augment.view1.crop_scale=[{args.min_scale},1.0]", f"augment.view2.crop_scale=[{args.min_scale},1.0]"],
     )
     train = load_dataset("digits-m", "train", DatasetOptions(image_size=32))

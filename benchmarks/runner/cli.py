@@ -25,7 +25,7 @@ from .leaderboard import (
     reproduce_commands,
     write_tables,
 )
-from .plan import Plan, make_plan
+from .plan import Job, Plan, make_plan
 from .stages import StageFns
 from .store import Store
 from .suite import SuiteSpec, load_suite
@@ -34,9 +34,34 @@ __all__ = ["run_main", "leaderboard_main", "run_suite", "build_leaderboard", "dr
 
 
 # run ------------------------------------------------------------------------------------------------------
-def dry_run_table(plan: Plan, store: Store) -> str:
-    """Which jobs would run and which are cached, without running anything."""
+def _where(job: Job, suite: SuiteSpec, kind: str | None) -> str:
+    """Where a job would run: this process, a local pool, or a Slurm array; multi-GPU pretraining via torchrun."""
+    ex = suite.executor
+    kind = kind or ex.kind
+    launch = "1 process"
+    if job.gpus > 1:  # pretraining: the runner launches torchrun; an evaluator (detectron2) launches its own
+        launch = f"torchrun ×{job.gpus}" if job.kind == "pretrain" else f"{job.spec.get('evaluator')} ×{job.gpus}"
+    gpus = f"{job.gpus} GPU" if job.gpus else "CPU/auto"
+    if kind == "local":
+        return f"local, {launch}, {gpus}"
+    limit = ex.eval_timeout_min if job.kind == "eval" else ex.timeout_min
+    part = f" {ex.partition}" if ex.partition else ""
+    return f"{kind}{part}, {launch}, {gpus}, {limit} min"
+
+
+def _hours(h: float) -> str:
+    return f"{h:.2f}" if h < 10 else f"{h:.1f}"
+
+
+def dry_run_table(plan: Plan, store: Store, executor_kind: str | None = None) -> str:
+    """Which jobs would run and which are cached, where, and (with a ``cost:`` block) their GPU-hours."""
+    from .cost import estimate_plan
+
+    suite = plan.suite
+    estimates = estimate_plan(plan, suite.cost)
     rows = []
+    total = {"all": 0.0, "todo": 0.0}
+    unknown = 0
     for j in plan.jobs:
         status = store.status(j)
         action = {
@@ -49,10 +74,44 @@ def dry_run_table(plan: Plan, store: Store) -> str:
         if j.plan_error and status != "done":
             action = f"fail: {j.plan_error}"
         what = j.kind if j.kind != "eval" else f"eval {j.group}: {j.spec['evaluator']} on {j.spec['dataset']}"
-        rows.append([action, j.id, j.variant, j.seed, what, ",".join(j.deps) or "-"])
+        row = [action, j.id, j.variant, j.seed, what, ",".join(j.deps) or "-", _where(j, suite, executor_kind)]
+        if estimates:
+            est = estimates[j.id]
+            if est.gpu_hours is None:
+                unknown += 1
+            else:
+                total["all"] += est.gpu_hours
+                total["todo"] += est.gpu_hours if action != "cached" else 0.0
+            row.append("?" if est.gpu_hours is None else _hours(est.gpu_hours))
+            row.append("-" if est.host_gib_per_process is None else f"{est.host_gib_per_process:.1f}")
+        rows.append(row)
+    headers = ["action", "job", "variant", "seed", "what", "needs", "where"]
+    if estimates:
+        headers += ["GPU-h", "host GiB/proc"]
     todo = sum(1 for r in rows if r[0] != "cached")
-    table = tabulate(rows, headers=["action", "job", "variant", "seed", "what", "needs"], tablefmt="simple")
-    return f"{table}\n\n{todo} job(s) to run, {len(rows) - todo} cached (results: {store.root})"
+    lines = [tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True), ""]
+    lines.append(f"{todo} job(s) to run, {len(rows) - todo} cached (results: {store.root})")
+    if estimates and suite.cost is not None:
+        c = suite.cost
+        lines.append(
+            f"estimated GPU-hours: {_hours(total['todo'])} to run ({_hours(total['all'])} for the whole suite)"
+            + (f"; {unknown} job(s) without a stated cost" if unknown else "")
+        )
+        figures = []
+        if c.pretrain_images_per_s is not None:
+            figures.append(f"pretraining {c.pretrain_images_per_s:g} images/s per GPU on {c.train_images} images")
+        if c.detection_s_per_iter is not None:
+            figures.append(f"detection {c.detection_s_per_iter:g} s/iteration on {c.detection_gpus} GPUs")
+        if c.eval_gpu_hours:
+            figures.append("evaluations " + ", ".join(f"{k} {v:g} h" for k, v in c.eval_gpu_hours.items()))
+        lines.append(f"  from the suite's stated costs ({c.device or 'device not stated'}): " + "; ".join(figures))
+        if c.source:
+            lines.append(f"  source: {c.source}")
+        if any(e.host_gib_per_process is not None for e in estimates.values()):
+            lines.append("  host GiB/proc: the in-memory uint8 training split each pretraining process holds")
+    for var in suite.unset_env:
+        lines.append(f"warning: ${{{var}}} is not set; the jobs that read it cannot run (export {var}=/path)")
+    return "\n".join(lines)
 
 
 def _executor(
@@ -141,8 +200,8 @@ def run_main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if hasattr(sys.stdout, "reconfigure"):  # progress lines appear as they happen, also in a log file
         sys.stdout.reconfigure(line_buffering=True)
-    try:
-        suite = load_suite(args.suite, args.sets)
+    try:  # a dry run plans even where a ${VAR} the suite reads (a dataset root) is not set here
+        suite = load_suite(args.suite, args.sets, require_env=not args.dry_run)
     except ConfigError as exc:
         print(f"byol-bench run: {exc}", file=sys.stderr)
         return 2
@@ -154,7 +213,7 @@ def run_main(argv: list[str]) -> int:
         return 2
     only = set(args.only) if args.only else None
     if args.dry_run:
-        print(dry_run_table(plan, store))
+        print(dry_run_table(plan, store, args.executor))
         return 0
     start = time.time()
     print(f"suite '{suite.name}': {len(plan.jobs)} jobs, results in {store.root}")
@@ -163,10 +222,23 @@ def run_main(argv: list[str]) -> int:
     print(f"\n{summary}\nwall time {time.time() - start:.1f}s")
     if args.no_leaderboard:
         return 0 if ok else 1
+    if only:  # expectations about rows this run did not produce are not checked (they would be misses)
+        kept = [e for e in suite.expected if _about(e, only)]
+        if len(kept) < len(suite.expected):
+            print(f"--only: checking {len(kept)} of {len(suite.expected)} expected results (the rest name other rows)")
+        suite = dataclasses.replace(suite, expected=kept)
     lb, checks_ok = build_leaderboard(
         suite, [j.to_dict() for j in plan.entries], store.root, store.root / "leaderboard", plots=not args.no_plots
     )
     return 0 if ok and checks_ok else 1
+
+
+def _about(item: list[Any], variants: set[str]) -> bool:
+    """Whether an ``expected`` entry compares only rows among ``variants``."""
+    from .suite import parse_expectation
+
+    e = parse_expectation(item)
+    return e.variant in variants and (not isinstance(e.target, str) or e.target in variants)
 
 
 # leaderboard ----------------------------------------------------------------------------------------------
@@ -257,7 +329,7 @@ def _plots(
 
 
 def _publish(entries: list[dict[str, Any]], plan_dict: dict[str, Any], src: Path, dst: Path) -> None:
-    """Copy what the tables are built from (plan, records, job states, pretraining logs) to ``dst``."""
+    """Copy what the tables are built from (plan, records + their evidence, job states, pretraining logs) to ``dst``."""
     from zoo.io import atomic_write_json
 
     dst.mkdir(parents=True, exist_ok=True)
@@ -267,6 +339,10 @@ def _publish(entries: list[dict[str, Any]], plan_dict: dict[str, Any], src: Path
             if (src / rel).is_file() and (src / rel).resolve() != (dst / rel).resolve():
                 (dst / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src / rel, dst / rel)
+        # the files a record keeps (detection predictions) travel with it
+        evidence = src / "records" / f"{e['id']}.evidence"
+        if evidence.is_dir() and evidence.resolve() != (dst / "records" / evidence.name).resolve():
+            shutil.copytree(evidence, dst / "records" / evidence.name, dirs_exist_ok=True)
 
 
 def leaderboard_main(argv: list[str]) -> int:

@@ -15,13 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from downstream.evidence import relocate_evidence
 from zoo.io import atomic_write_json, read_json
+from zoo.logs import job_log
 
 from .plan import Job, Plan
 from .stages import StageFns, default_stage_fns
 from .store import Store
 
-__all__ = ["JobOutcome", "execute_job", "run_plan", "LocalExecutor", "SubmititExecutor"]
+__all__ = ["JobOutcome", "execute_job", "run_plan", "LocalExecutor", "SubmititExecutor", "JOB_LOG"]
+
+JOB_LOG = "job.log"  # runs/<job>/job.log: everything libraries log, print or warn while the job runs
 
 
 @dataclass(frozen=True)
@@ -62,10 +66,12 @@ def execute_job(store_root: str, job_dict: dict[str, Any], fns: StageFns | None 
             if job.kind == "eval":
                 if fns.eval is None:
                     raise RuntimeError("no eval stage function configured")
-                record = fns.eval(job, _upstream_artifact(store, job), run_dir)
+                with job_log(run_dir / JOB_LOG):  # libraries' logs, prints and warnings: the job's log file
+                    record = fns.eval(job, _upstream_artifact(store, job), run_dir)
                 if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
                     raise TypeError(f"eval stage returned {type(record).__name__}, not a record with 'metrics'")
-                record = dict(record)
+                # kept files (predictions) are relative to the stage's work folder: copy them beside the record
+                record = relocate_evidence(record, run_dir, store.record_path(job.id))
                 record["benchmark"] = {
                     "job_id": job.id,
                     "variant": job.variant,
@@ -78,7 +84,8 @@ def execute_job(store_root: str, job_dict: dict[str, Any], fns: StageFns | None 
                 fn = fns.artifact.get(job.kind)
                 if fn is None:
                     raise RuntimeError(f"no stage function for job kind '{job.kind}'")
-                fn(job, run_dir)
+                with job_log(run_dir / JOB_LOG):
+                    fn(job, run_dir)
                 meta = store.artifact_dir(job.id) / "meta.json"
                 if not meta.is_file():
                     raise RuntimeError(f"the {job.kind} stage finished without writing {meta}")
@@ -205,6 +212,12 @@ class SubmititExecutor:
         ex.update_parameters(**params)
         return ex
 
+    def limits(self, job: Job) -> tuple[int, int, str]:
+        """(GPUs, time limit in minutes, job name) of the Slurm array ``job`` goes to."""
+        is_eval = job.kind == "eval"
+        timeout = self.eval_timeout_min if is_eval else self.timeout_min
+        return job.gpus, timeout, f"byol-bench-{'eval' if is_eval else 'artifact'}"
+
     def run(self, store: Store, jobs: list[Job], fns: StageFns, log: Callable[[str], None] = print) -> list[JobOutcome]:
         outcomes: dict[str, JobOutcome] = {}
         waves = [[j for j in jobs if j.kind != "eval"], [j for j in jobs if j.kind == "eval"]]
@@ -217,13 +230,12 @@ class SubmititExecutor:
                     _log_outcome(outcomes[job.id], log)
                 else:
                     runnable.append(job)
-            by_gpus: dict[tuple[int, bool], list[Job]] = {}
-            for job in runnable:  # one array per (GPU count, kind of limit)
-                by_gpus.setdefault((job.gpus, job.kind == "eval"), []).append(job)
+            by_limits: dict[tuple[int, int, str], list[Job]] = {}
+            for job in runnable:  # one array per (GPU count, time limit)
+                by_limits.setdefault(self.limits(job), []).append(job)
             submitted = []
-            for (gpus, is_eval), group in by_gpus.items():
-                timeout = self.eval_timeout_min if is_eval else self.timeout_min
-                ex = self._executor(gpus, timeout, f"byol-bench-{'eval' if is_eval else 'artifact'}")
+            for (gpus, timeout, name), group in by_limits.items():
+                ex = self._executor(gpus, timeout, name)
                 with ex.batch():
                     futures = [ex.submit(execute_job, str(store.root), j.to_dict(), fns) for j in group]
                 submitted += list(zip(group, futures))

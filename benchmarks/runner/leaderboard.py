@@ -3,6 +3,12 @@
 Aggregation is over seeds: mean, sample standard deviation (ddof=1; blank with one seed), number of
 seeds, rank per metric (1 = best; ties share the best rank; ``lower_is_better`` metrics rank ascending) and
 Δ = mean − the baseline row's mean. Columns are ``(group, metric)``, grouped by evaluation.
+
+**One unit.** Records store accuracies as fractions (0–1) and COCO AP in points (0–100). Every rendering
+(Markdown, CSV, LaTeX, terminal, plots) shows both in **percent**, names the unit in the column header
+(``knn: top1_k20 (%)``, ``det: AP (%)``) and in the CSV's ``unit`` column; the frames themselves, and so the
+suite's ``expected:`` checks, stay in the record's units. A metric's unit comes from the record's
+``metric_units`` or, for older records, from its evaluator's registration (``downstream.registry``).
 """
 
 from __future__ import annotations
@@ -29,7 +35,11 @@ __all__ = [
     "render_latex",
     "render_terminal",
     "format_cell",
+    "DISPLAY_UNITS",
 ]
+
+# stored unit -> (factor to the displayed value, displayed unit): one convention, percent
+DISPLAY_UNITS: dict[str, tuple[float, str]] = {"fraction": (100.0, "%"), "AP points": (1.0, "%")}
 
 
 @dataclass
@@ -44,10 +54,20 @@ class Leaderboard:
     baseline: str | None
     labels: dict[str, str] = field(default_factory=dict)
     lower_is_better: frozenset[str] = frozenset()
+    units: dict[tuple[str, str], str] = field(default_factory=dict)  # stored unit per column (where known)
 
     @property
     def columns(self) -> list[tuple[str, str]]:
         return list(self.mean.columns)
+
+    def display(self, col: tuple[str, str]) -> tuple[float, str | None]:
+        """(factor from the stored value to the shown one, shown unit) of a column: percent, or as stored."""
+        return DISPLAY_UNITS.get(self.units.get(col, ""), (1.0, None))
+
+    def header(self, col: tuple[str, str], sep: str = ": ") -> str:
+        """``knn: top1_k20 (%)``: the column name with its displayed unit."""
+        unit = self.display(col)[1]
+        return f"{col[0]}{sep}{col[1]}" + (f" ({unit})" if unit else "")
 
     def value(self, variant: str, metric: str) -> float:
         """Mean of ``group.metric`` for ``variant`` (NaN if absent)."""
@@ -62,17 +82,19 @@ class Leaderboard:
         rows = []
         for variant in self.mean.index:
             for col in self.mean.columns:
+                k, unit = self.display(col)  # displayed units, as in every other rendering
                 rows.append(
                     {
                         "variant": variant,
                         "label": self.labels.get(variant, variant),
                         "group": col[0],
                         "metric": col[1],
-                        "mean": self.mean.loc[variant, col],
-                        "std": self.std.loc[variant, col],
+                        "unit": unit or "",
+                        "mean": self.mean.loc[variant, col] * k,
+                        "std": self.std.loc[variant, col] * k,
                         "n": int(self.n.loc[variant, col]),
                         "rank": self.rank.loc[variant, col],
-                        "delta": None if self.delta is None else self.delta.loc[variant, col],
+                        "delta": None if self.delta is None else self.delta.loc[variant, col] * k,
                     }
                 )
         return pd.DataFrame(rows)
@@ -85,8 +107,20 @@ def _metric_name(key: str, evaluator: str) -> str:
     return key
 
 
+def _unit(rec: dict[str, Any], key: str, evaluator: str, metric: str) -> str | None:
+    """The stored unit of a record's metric: its ``metric_units``, else its evaluator's registration."""
+    if "metric_units" in rec:
+        return (rec.get("metric_units") or {}).get(key)
+    from downstream.registry import metric_unit
+
+    return metric_unit(evaluator, metric)
+
+
 def records_frame(entries: Iterable[dict[str, Any]], records_dir: str | Path) -> pd.DataFrame:
-    """One row per (variant, seed, group, metric) from the eval ``entries`` of a plan whose record exists."""
+    """One row per (variant, seed, group, metric) from the eval ``entries`` of a plan whose record exists.
+
+    ``value`` is as stored; ``unit`` the stored unit (``fraction``, ``AP points``) or None.
+    """
     records_dir = Path(records_dir)
     rows = []
     for e in entries:
@@ -100,17 +134,19 @@ def records_frame(entries: Iterable[dict[str, Any]], records_dir: str | Path) ->
         for key, value in (rec.get("metrics") or {}).items():
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue
+            name = _metric_name(key, evaluator)
             rows.append(
                 {
                     "variant": e["variant"],
                     "seed": e["seed"],
                     "group": e["group"],
-                    "metric": _metric_name(key, evaluator),
+                    "metric": name,
                     "value": float(value),
                     "job_id": e["id"],
+                    "unit": _unit(rec, key, evaluator, name),
                 }
             )
-    return pd.DataFrame(rows, columns=["variant", "seed", "group", "metric", "value", "job_id"])
+    return pd.DataFrame(rows, columns=["variant", "seed", "group", "metric", "value", "job_id", "unit"])
 
 
 def aggregate(
@@ -151,7 +187,11 @@ def aggregate(
     delta = None
     if baseline is not None and baseline in mean.index:
         delta = mean - mean.loc[baseline]
-    return Leaderboard(mean, std, n, rank, delta, baseline, dict(labels or {}), lower)
+    units: dict[tuple[str, str], str] = {}
+    if "unit" in df.columns:
+        for (group, metric), unit in df.dropna(subset=["unit"]).groupby(["group", "metric"])["unit"].first().items():
+            units[(group, metric)] = unit
+    return Leaderboard(mean, std, n, rank, delta, baseline, dict(labels or {}), lower, units)
 
 
 # provenance -------------------------------------------------------------------------------------------
@@ -216,19 +256,24 @@ def format_cell(mean: float, std: float, n: int, precision: int, n_max: int, ran
     return text
 
 
+def _precision(lb: Leaderboard, col: tuple[str, str], precision: int) -> int:
+    """Percent columns get two decimals fewer than the suite's precision (0.812 → 81.2), at least one."""
+    return max(1, precision - 2) if lb.display(col)[1] == "%" else precision
+
+
 def _main_rows(lb: Leaderboard, precision: int, with_rank: bool) -> tuple[list[str], list[list[str]]]:
     headers = ["variant", "seeds"] + [
-        f"{g}: {m}" + (" ↓" if f"{g}.{m}" in lb.lower_is_better else "") for g, m in lb.columns
+        lb.header((g, m)) + (" ↓" if f"{g}.{m}" in lb.lower_is_better else "") for g, m in lb.columns
     ]
     rows = []
     for v in lb.mean.index:
         n_max = int(lb.n.loc[v].max()) if len(lb.columns) else 0
         cells = [
             format_cell(
-                lb.mean.loc[v, c],
-                lb.std.loc[v, c],
+                lb.mean.loc[v, c] * lb.display(c)[0],
+                lb.std.loc[v, c] * lb.display(c)[0],
                 int(lb.n.loc[v, c]),
-                precision,
+                _precision(lb, c, precision),
                 n_max,
                 lb.rank.loc[v, c] if with_rank else None,
             )
@@ -241,13 +286,17 @@ def _main_rows(lb: Leaderboard, precision: int, with_rank: bool) -> tuple[list[s
 
 def _delta_rows(lb: Leaderboard, precision: int) -> tuple[list[str], list[list[str]]]:
     assert lb.delta is not None
-    headers = ["variant"] + [f"{g}: {m}" for g, m in lb.columns]
+    headers = ["variant"] + [lb.header(c) for c in lb.columns]
     rows = []
     for v in lb.delta.index:
         cells = []
         for c in lb.columns:
             d = lb.delta.loc[v, c]
-            cells.append("—" if d is None or math.isnan(d) else ("0" if v == lb.baseline else f"{d:+.{precision}f}"))
+            if d is None or math.isnan(d):
+                cells.append("—")
+                continue
+            d, p = d * lb.display(c)[0], _precision(lb, c, precision)
+            cells.append("0" if v == lb.baseline else f"{d:+.{p}f}")
         rows.append([lb.labels.get(v, v), *cells])
     return headers, rows
 
@@ -259,7 +308,8 @@ def render_markdown(lb: Leaderboard, prov: dict[str, Any], precision: int = 3, t
     out += [
         "",
         "Cells: mean ± sample std over seeds (std omitted with one seed), `(#r)` rank per column (1 = best; "
-        "`↓` marks lower-is-better), `[n=k]` when a cell has fewer seeds than its row.",
+        "`↓` marks lower-is-better), `[n=k]` when a cell has fewer seeds than its row. `(%)`: accuracies and "
+        "COCO AP alike in percent (a fraction 0.812 shows as 81.2; AP 32.0 is 32.0 %).",
         "",
     ]
     headers, rows = _main_rows(lb, precision, with_rank=True)
@@ -283,7 +333,7 @@ def render_csv(lb: Leaderboard, prov: dict[str, Any]) -> str:
 def render_latex(lb: Leaderboard, prov: dict[str, Any], precision: int = 3) -> str:
     """booktabs tabular; an evaluation-group header row with cmidrules spans its metrics."""
     headers, rows = _main_rows(lb, precision, with_rank=False)
-    headers = ["variant", "seeds"] + [m for _, m in lb.columns]
+    headers = ["variant", "seeds"] + [lb.header(c).split(": ", 1)[1] for c in lb.columns]
     body = tabulate(rows, headers=headers, tablefmt="latex_booktabs", disable_numparse=True)
     spans: list[tuple[str, int]] = []
     for g, _ in lb.columns:
@@ -301,7 +351,7 @@ def render_latex(lb: Leaderboard, prov: dict[str, Any], precision: int = 3) -> s
         idx = lines.index("\\toprule") + 1
         lines[idx:idx] = [" & ".join(group_row) + " \\\\", " ".join(rules)]
     head = "".join(f"% {line}\n" for line in _provenance_lines(prov))
-    return head + "% cells: mean ± sample std over seeds\n" + "\n".join(lines) + "\n"
+    return head + "% cells: mean ± sample std over seeds; (%): in percent\n" + "\n".join(lines) + "\n"
 
 
 def _latex_escape(text: str) -> str:

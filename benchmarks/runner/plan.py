@@ -202,7 +202,7 @@ def make_plan(suite: SuiteSpec, resolvers: Resolvers | None = None) -> Plan:
                         spec,
                         deps=(dep,) if dep else (),
                         group=ev.group,
-                        gpus=min(1, suite.executor.gpus_per_job),
+                        gpus=ev.gpus if ev.gpus is not None else min(1, suite.executor.gpus_per_job),
                         plan_error=error,
                     )
                 )

@@ -46,8 +46,9 @@ def lookup(d: dict[str, Any], dotted: str) -> Any:
 def bar_data(lb: Leaderboard, metric: str) -> tuple[list[str], list[float], list[float]] | None:
     """``(variants, means, stds)`` of one ``group.metric`` over the variants that have it (None: nobody has it).
 
-    A variant without the metric (e.g. the projector of a baseline that has none) is left out rather than
-    drawn as a bar at 0, which would read as a measured zero.
+    Values are in the displayed unit (percent for accuracies and AP, ``Leaderboard.display``). A variant
+    without the metric (e.g. the projector of a baseline that has none) is left out rather than drawn as a
+    bar at 0, which would read as a measured zero.
     """
     group, name = metric.split(".", 1)
     if (group, name) not in lb.mean.columns:
@@ -56,7 +57,8 @@ def bar_data(lb: Leaderboard, metric: str) -> tuple[list[str], list[float], list
     if mean.empty:
         return None
     std = lb.std[(group, name)].reindex(mean.index).fillna(0.0)
-    return list(mean.index), [float(v) for v in mean.values], [float(v) for v in std.values]
+    k = lb.display((group, name))[0]
+    return list(mean.index), [float(v) * k for v in mean.values], [float(v) * k for v in std.values]
 
 
 def bar_charts(lb: Leaderboard, metrics: list[str], out_dir: Path, note: str = "") -> list[Path]:
@@ -74,7 +76,7 @@ def bar_charts(lb: Leaderboard, metrics: list[str], out_dir: Path, note: str = "
         colors = ["tab:gray" if v == lb.baseline else "tab:blue" for v in variants]
         ax.bar(range(len(mean)), mean, yerr=std, capsize=3, color=colors)
         ax.set_xticks(range(len(mean)), labels, rotation=35, ha="right", fontsize=8)
-        ax.set_ylabel(m)
+        ax.set_ylabel(lb.header((group, name), sep="."))
         ax.set_title(f"{m} (mean ± std over seeds)" + (f"\n{note}" if note else ""), fontsize=9)
         paths.append(_save(fig, out_dir / f"bar_{_slug(group)}_{_slug(name)}.png"))
     return paths
@@ -92,17 +94,21 @@ def curve_plot(
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    shown_units = set()
     for m in metrics:
         group, name = m.split(".", 1)
         if (group, name) not in lb.mean.columns:
             continue
-        ys = [lb.mean.loc[v, (group, name)] for _, v in pts]
+        k, unit = lb.display((group, name))
+        shown_units.add(unit)
+        ys = [lb.mean.loc[v, (group, name)] * k for _, v in pts]
         es = [lb.std.loc[v, (group, name)] for _, v in pts]
-        es = [0.0 if e is None or math.isnan(e) else e for e in es]
-        ax.errorbar(range(len(pts)), ys, yerr=es, marker="o", capsize=3, label=m)
+        es = [0.0 if e is None or math.isnan(e) else e * k for e in es]
+        ax.errorbar(range(len(pts)), ys, yerr=es, marker="o", capsize=3, label=lb.header((group, name), sep="."))
     ax.set_xticks(range(len(pts)), [f"{x:g}" for x, _ in pts])
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("metric (mean ± std over seeds)")
+    unit = next(iter(shown_units)) if len(shown_units) == 1 else None
+    ax.set_ylabel("metric (mean ± std over seeds)" + (f" ({unit})" if unit else ""))
     ax.legend(fontsize=8)
     if note:
         ax.set_title(note, fontsize=9)
@@ -128,13 +134,13 @@ def loss_curves(runs: dict[str, list[Path]], out_dir: Path, note: str = "") -> l
                     losses.append(row["loss"])
                 if isinstance(row.get("knn_val_top1"), int | float):
                     epochs.append(row.get("epoch", len(epochs) + 1))
-                    knn.append(row["knn_val_top1"])
+                    knn.append(100.0 * row["knn_val_top1"])  # a fraction in the log; percent, as in the tables
             series.setdefault(variant, []).append((steps, losses, epochs, knn))
     if not series:
         return []
     paths = []
     cmap = plt.get_cmap("tab10")
-    for what, idx, ylabel in (("loss", (0, 1), "BYOL loss"), ("knn", (2, 3), "in-run kNN val top-1")):
+    for what, idx, ylabel in (("loss", (0, 1), "BYOL loss"), ("knn", (2, 3), "in-run kNN val top-1 (%)")):
         if not any(s[idx[1]] for runs_ in series.values() for s in runs_):
             continue
         fig, ax = plt.subplots(figsize=(6.0, 3.6))

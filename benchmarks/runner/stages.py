@@ -2,8 +2,9 @@
 
 An *artifact stage* is ``fn(job, run_dir) -> None`` and must leave an artifact at ``run_dir/artifact``
 (``meta.json`` written last); an *eval stage* is ``fn(job, artifact, work_dir) -> dict`` and returns one
-metric record. Tests swap these for fakes (``StageFns``) to exercise planning, caching and failures
-without training anything. The stages are imported lazily so a suite can be planned (and its other jobs
+metric record (its ``evidence`` files relative to ``work_dir``; the runner copies them beside the record).
+Tests swap these for fakes (``StageFns``) to exercise planning, caching and failures without training
+anything. The stages are imported lazily so a suite can be planned (and its other jobs
 run) while one stage is missing; a missing stage fails only the jobs that need it, naming it.
 """
 

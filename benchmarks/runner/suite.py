@@ -17,6 +17,7 @@
       - {evaluator: linear, dataset: digits-m, overrides: [epochs=20]}
       - {evaluator: detection, dataset: digits-det, name: det, variants: [byol, random-init]}
     executor: {kind: local, workers: 1}             # or slurm: gpus_per_job, timeout_min, partition ...
+    cost: {pretrain_images_per_s: 1367, device: V100, source: "..."}   # the dry-run's GPU-hour estimate
     leaderboard: {baseline: random-init, metrics: [knn.top1_k20, linear.top1]}
     expected:
       - [byol, knn.top1_k20, ">", random-init]      # comparative (optional margin as 5th item)
@@ -24,12 +25,19 @@
 
 Unknown keys and wrong types are ``ConfigError``s naming the key; cross-references (a variant named in
 ``evaluations[i].variants``, ``leaderboard.baseline`` or ``expected``) are checked too.
+
+Environment variables. ``${NAME}`` in any string value (a dataset ``root``, an artifact ``path``, an
+override) is replaced by ``$NAME`` when the suite is loaded, so one suite file serves every machine:
+``dataset_options: {root: "${CIFAR10_ROOT}"}``. An unset variable is an error naming the key and the
+variable (``load_suite(..., require_env=False)`` leaves it in place, so ``--dry-run`` can still plan).
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -40,12 +48,14 @@ __all__ = [
     "VariantSpec",
     "EvalSpec",
     "ExecutorSpec",
+    "CostSpec",
     "CurveSpec",
     "LeaderboardSpec",
     "Expectation",
     "SuiteSpec",
     "load_suite",
     "parse_expectation",
+    "expand_env",
     "ARTIFACT_KINDS",
 ]
 
@@ -53,6 +63,7 @@ __all__ = [
 ARTIFACT_KINDS = ("pretrain", "random-init", "supervised")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _OPS = (">", ">=", "<", "<=")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,7 @@ class EvalSpec:
     overrides: list[str] = field(default_factory=list)
     dataset_options: dict[str, Any] = field(default_factory=dict)  # zoo.datasets.DatasetOptions fields
     variants: list[str] | None = None  # default: every variant
+    gpus: int | None = None  # GPUs per job of this evaluation (default: 1 when executor.gpus_per_job > 0)
 
     @property
     def group(self) -> str:
@@ -108,6 +120,39 @@ class ExecutorSpec:
             raise ValueError("executor.gpus_per_job must be >= 0 and executor.cpus_per_job >= 1")
         if self.timeout_min < 1 or self.eval_timeout_min < 1:
             raise ValueError("executor.timeout_min and executor.eval_timeout_min must be >= 1")
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    """Stated per-step costs behind the dry-run's GPU-hour estimate (``benchmarks.runner.cost``).
+
+    Each figure is a throughput someone measured, with the GPU and the source named next to it, so the
+    estimate can be checked and updated: ``pretrain_images_per_s`` is images per second *per GPU* for one
+    BYOL step (both views, forward and backward) at this suite's backbone and image size;
+    ``detection_s_per_iter`` is seconds per detectron2 iteration on ``detection_gpus`` GPUs together.
+    ``train_images`` is the size of the pretraining split (the dry run does not read the data).
+    ``eval_gpu_hours`` maps an evaluation group to its GPU-hours per job (feature passes, linear probes).
+    """
+
+    pretrain_images_per_s: float | None = None
+    train_images: int | None = None
+    detection_s_per_iter: float | None = None
+    detection_gpus: int = 8
+    eval_gpu_hours: dict[str, float] = field(default_factory=dict)
+    device: str = ""  # the GPU the figures were measured on
+    source: str = ""  # where the figures come from
+
+    def __post_init__(self) -> None:
+        for name in ("pretrain_images_per_s", "detection_s_per_iter"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"cost.{name} must be positive, got {value}")
+        if self.train_images is not None and self.train_images < 1:
+            raise ValueError("cost.train_images must be >= 1")
+        if self.detection_gpus < 1:
+            raise ValueError("cost.detection_gpus must be >= 1")
+        if any(v < 0 for v in self.eval_gpu_hours.values()):
+            raise ValueError("cost.eval_gpu_hours values must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -161,6 +206,8 @@ class SuiteSpec:
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
     leaderboard: LeaderboardSpec = field(default_factory=LeaderboardSpec)
     expected: list[list[Any]] = field(default_factory=list)
+    cost: CostSpec | None = None  # stated per-step costs for the dry-run's GPU-hour estimate
+    unset_env: list[str] = field(default_factory=list)  # ${VAR}s left unexpanded (load_suite(require_env=False))
     source: str | None = None  # the suite file (set by load_suite)
 
     def label(self, variant: str) -> str:
@@ -243,6 +290,8 @@ def _validate(suite: SuiteSpec, src: str) -> None:
         for j, o in enumerate(e.overrides):
             if "=" not in o:
                 raise err(f"{key}.overrides[{j}]", f"= {o!r} must look like key.subkey=value")
+        if e.gpus is not None and e.gpus < 0:
+            raise err(f"{key}.gpus", "must be >= 0")
     lb = suite.leaderboard
     if lb.baseline is not None and lb.baseline not in suite.variants:
         raise err("leaderboard.baseline", f"= {lb.baseline!r} is not a variant of this suite")
@@ -294,16 +343,65 @@ def apply_suite_overrides(data: dict[str, Any], overrides: list[str]) -> dict[st
     return out
 
 
-def load_suite(path: str | Path, overrides: list[str] | None = None) -> SuiteSpec:
-    """Read and validate a suite YAML (``_base_:`` inheritance and dotted ``overrides`` allowed)."""
+def expand_env(data: Any, environ: Mapping[str, str], key: str = "") -> tuple[Any, dict[str, str]]:
+    """``${NAME}`` in every string of nested ``data`` replaced from ``environ``.
+
+    Returns the new data and ``{variable: first key that uses it}`` for the variables ``environ`` lacks
+    (those are left as written).
+    """
+    missing: dict[str, str] = {}
+    if isinstance(data, str):
+
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1) in environ:
+                return environ[m.group(1)]
+            missing.setdefault(m.group(1), key or "<top level>")
+            return m.group(0)
+
+        return _ENV.sub(sub, data), missing
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out[k], m = expand_env(v, environ, f"{key}.{k}" if key else str(k))
+            missing = {**m, **missing}
+        return out, missing
+    if isinstance(data, list):
+        items = []
+        for i, v in enumerate(data):
+            item, m = expand_env(v, environ, f"{key}[{i}]")
+            items.append(item)
+            missing = {**m, **missing}
+        return items, missing
+    return data, missing
+
+
+def load_suite(
+    path: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    require_env: bool = True,
+) -> SuiteSpec:
+    """Read and validate a suite YAML (``_base_:`` inheritance and dotted ``overrides`` allowed).
+
+    ``${NAME}`` is expanded from ``environ`` (default ``os.environ``) after the overrides; an unset
+    variable is a ``ConfigError`` unless ``require_env`` is false (then it is listed in ``unset_env``).
+    """
     path = Path(path)
     data = load_yaml(path)
     src = str(path)
     if overrides:
         data = apply_suite_overrides(data, overrides)
         src += " + overrides"
+    data, missing = expand_env(data, os.environ if environ is None else environ)
+    if missing and require_env:
+        var, where = next(iter(missing.items()))
+        raise ConfigError(
+            f"{src}: key '{where}' uses ${{{var}}}, which is not set; export {var}=/path (or --set the key)"
+        )
     data.setdefault("name", path.stem)
     data.pop("source", None)
+    data.pop("unset_env", None)
     suite = from_dict(SuiteSpec, data, source=src)
     _validate(suite, src)
-    return SuiteSpec(**{**suite.__dict__, "source": str(path)})
+    return SuiteSpec(**{**suite.__dict__, "unset_env": sorted(missing), "source": str(path)})

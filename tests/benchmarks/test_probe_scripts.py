@@ -35,7 +35,7 @@ def test_lightly_cross_check_runs_one_epoch_from_our_initial_knn() -> None:
     from pretrain.train import _load_data
     from zoo.backbones import build_backbone
 
-    cfg = load_pretrain_config(REPO / "pretrain" / "configs" / "byol.yaml", [])
+    cfg = load_pretrain_config(REPO / "pretrain" / "configs" / "byol-digits-m.yaml", [])  # the probe's digits-m
     data, val = _load_data(cfg)
     torch.manual_seed(0)
     ours = knn_accuracy(build_backbone("resnet18"), data.normalized(), data.labels, val.normalized(), val.labels, 10)
