@@ -18,10 +18,10 @@ the reference channels_last too (the like-for-like control), ``--channels-last o
 Each side runs in its own subprocess so that peak memory (max RSS on CPU, ``max_memory_allocated`` on GPU)
 is its own. Usage::
 
-    python benchmarks/perf/pretrain_throughput.py --batch 128 --steps 6 --warmup 2 --threads 1 --repeats 3
+    python benchmarks/perf/pretrain_throughput.py --batch 128 --steps 16 --warmup 4 --threads 2 --repeats 5
 
-The machine's load drifts (a shared 2-core VM: single runs of the same command gave ratios from 1.2× to
-1.5×), so each side runs ``--repeats`` times, alternating, and the medians are compared.
+The machine's load drifts (a shared 2-core VM: single runs of the same command gave ratios from 1.1× to
+1.6×), so each side runs ``--repeats`` times, alternating, and the medians are compared.
 
 The figures go to ``results/perf/<name>.json`` (``benchmarks.perf_record``; default name
 ``pretrain_throughput-<device>-<threads>t``, ``--name`` to change it, ``--no-record`` to skip), from which
@@ -140,11 +140,11 @@ def main() -> None:
     parser.add_argument("--dataset", default=None, help="training images, both sides (default: byol.yaml's)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--hidden", type=int, default=1024, help="projector/predictor hidden width")
-    parser.add_argument("--steps", type=int, default=6, help="timed steps (after --warmup)")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=16, help="timed steps (after --warmup)")
+    parser.add_argument("--warmup", type=int, default=4)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the reference loop")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per side, alternating; medians reported")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per side, alternating; medians reported")
     parser.add_argument(
         "--channels-last", choices=("on", "off"), default="on", help="ours' memory format (byol.yaml: on)"
     )
