@@ -20,7 +20,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "eval": ("downstream.cli", "main", "evaluate an artifact with one evaluator on one dataset"),
     "run": ("benchmarks.runner.cli", "run_main", "run a benchmark suite (resumable)"),
     "leaderboard": ("benchmarks.runner.cli", "leaderboard_main", "aggregate records into leaderboard tables"),
-    "rescore": ("downstream.detection.rescore", "main", "re-score detection records from their kept predictions"),
+    "rescore": (
+        "downstream.detection.rescore",
+        "main",
+        "re-score records (detection, kNN, linear) from their kept predictions",
+    ),
     "analyze": ("downstream.analysis.cli", "main", "representation analysis figures and report"),
 }
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from downstream.context import EvalContext
+from downstream.evidence import keep_predictions
 from downstream.features import FEATURE_LAYERS, get_labelled_features
 from downstream.knn import DEFAULT_CHUNK, knn_scores, retrieval_metrics, topk_accuracy
 from downstream.registry import register_evaluator
@@ -70,6 +71,7 @@ def knn(ctx: EvalContext, cfg: KnnConfig) -> dict[str, float]:
         acc = topk_accuracy(scores[k], test_y, (1, 5))
         metrics[f"top1_k{k}"] = acc[1]
         metrics[f"top5_k{k}"] = acc[5]
+        keep_predictions(ctx, f"predictions_test_k{k}.json", scores[k], test_y, split="test", written_by="knn", k=k)
     if cfg.retrieval:
         ret = retrieval_metrics(bank, bank_y, test, test_y, cfg.recall_ks, cfg.chunk_size)
         metrics.update({key: ret[key] for key in ["map_at_r", *(f"recall_at_{k}" for k in cfg.recall_ks)]})

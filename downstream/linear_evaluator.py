@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from downstream.context import EvalContext
+from downstream.evidence import keep_predictions
 from downstream.features import FEATURE_LAYERS, get_labelled_features
 from downstream.knn import topk_accuracy
 from downstream.linear import l2_grid, low_shot_indices, standardize, sweep_l2
@@ -77,7 +78,7 @@ class LinearConfig:
 
 
 def _fast(
-    ctx: EvalContext, cfg: LinearConfig, train_idx: np.ndarray | None
+    ctx: EvalContext, cfg: LinearConfig, train_idx: np.ndarray | None, keep_as: str | None = None
 ) -> tuple[dict[str, float], dict[str, object]]:
     """Logistic regression on cached features, λ chosen on val. Returns (metrics, selection details)."""
     dev = ctx.device
@@ -99,7 +100,12 @@ def _fast(
     )  # fmt: skip
     grid = grid[: len(val_accs)]  # the λ actually fitted (patience may stop the sweep early)
     W, b = models[best]
-    test = topk_accuracy(x_te @ W.t() + b, torch.from_numpy(y_te).to(dev), (1, 5))
+    y_te_t = torch.from_numpy(y_te).to(dev)
+    test = topk_accuracy(x_te @ W.t() + b, y_te_t, (1, 5))
+    if keep_as:
+        keep_predictions(
+            ctx, keep_as, x_te @ W.t() + b, y_te_t, split="test", written_by="linear (fast)", l2=grid[best]
+        )
     metrics = {"top1": test[1], "top5": test[5], "val_top1": val_accs[best], "l2": grid[best]}
     selection = {
         "l2": grid[best],
@@ -112,7 +118,7 @@ def _fast(
 
 
 def _standard(
-    ctx: EvalContext, cfg: LinearConfig, train_idx: np.ndarray | None, seed: int
+    ctx: EvalContext, cfg: LinearConfig, train_idx: np.ndarray | None, seed: int, keep_as: str | None = None
 ) -> tuple[dict[str, float], dict[str, object]]:
     """SGD on a linear head over the frozen backbone with crop + flip; the final epoch is evaluated."""
     dev = ctx.device
@@ -158,7 +164,10 @@ def _standard(
     with torch.no_grad():
         for name in ("val", "test"):
             x, y = get_labelled_features(ctx, name, cfg.layer, "linear")
-            out[name] = topk_accuracy(head(x.to(dev)), torch.from_numpy(y).to(dev), (1, 5))
+            logits, y_t = head(x.to(dev)), torch.from_numpy(y).to(dev)
+            out[name] = topk_accuracy(logits, y_t, (1, 5))
+            if name == "test" and keep_as:
+                keep_predictions(ctx, keep_as, logits, y_t, split="test", written_by="linear (standard)")
     metrics = {"top1": out["test"][1], "top5": out["test"][5], "val_top1": out["val"][1], "train_loss": float(loss)}
     return metrics, {"rule": "final epoch", "epoch": cfg.epochs}
 
@@ -177,13 +186,13 @@ def _standard(
 def linear(ctx: EvalContext, cfg: LinearConfig) -> dict[str, float]:
     """Linear probe (fast or standard protocol), optionally low-shot over several label draws."""
 
-    def run(train_idx: np.ndarray | None, seed: int) -> tuple[dict[str, float], dict[str, object]]:
+    def run(train_idx: np.ndarray | None, seed: int, keep_as: str) -> tuple[dict[str, float], dict[str, object]]:
         if cfg.protocol == "fast":
-            return _fast(ctx, cfg, train_idx)
-        return _standard(ctx, cfg, train_idx, seed)
+            return _fast(ctx, cfg, train_idx, keep_as)
+        return _standard(ctx, cfg, train_idx, seed, keep_as)
 
     if not cfg.low_shot:
-        metrics, selection = run(None, ctx.seed)
+        metrics, selection = run(None, ctx.seed, "predictions_test.json")
         ctx.selection.update(protocol=cfg.protocol, split="val" if cfg.protocol == "fast" else None, **selection)
         return metrics
 
@@ -192,7 +201,7 @@ def linear(ctx: EvalContext, cfg: LinearConfig) -> dict[str, float]:
     for d in range(cfg.draws):
         draw_seed = ctx.seed * 1000 + d
         idx = low_shot_indices(y_tr, fraction=cfg.label_fraction, per_class=cfg.shots_per_class, seed=draw_seed)
-        m, s = run(idx, draw_seed)
+        m, s = run(idx, draw_seed, f"predictions_test_draw{d}.json")
         draws.append(m)
         selections.append(s.get("l2"))
         sizes.append(len(idx))

@@ -6,6 +6,8 @@ record's ``evidence`` (``downstream.evidence``): the ground truth and each trial
 exactly as detectron2's ``COCOEvaluator`` derives its numbers (``AP AP50 AP75 APs APm APl`` = ``stats[0:6] × 100``,
 ``AP-<class>`` = mean precision at all areas and 100 detections × 100, NaN dropped; no detections → 0),
 averages over trials and compares with the record's metrics. This module imports no detectron2.
+kNN and linear records are re-scored the same way from their kept top-5 prediction files
+(``downstream.evidence.rescore_classification_record``).
 
 The same in five lines, for a reader without this package::
 
@@ -31,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from downstream.evidence import check_evidence, evidence_path
+from downstream.evidence import check_evidence, evidence_path, rescore_classification_record
 from zoo.io import read_json, sha256_file
 
 __all__ = [
@@ -135,14 +137,32 @@ def compare_metrics(
     return out
 
 
+def _rescore_classification(path: str) -> bool:
+    try:
+        pairs = rescore_classification_record(path)
+    except (ValueError, OSError, KeyError) as exc:
+        print(f"{path}: cannot re-score: {exc}", file=sys.stderr)
+        return False
+    diff = [(k, a, b) for k, (a, b) in pairs.items() if a is None or not math.isclose(a, b, abs_tol=1e-9)]
+    shown = ", ".join(f"{k} {b:.4f}" for k, (_, b) in sorted(pairs.items()))
+    print(f"{path}: {shown} re-scored from the kept predictions; {'matches' if not diff else 'DIFFERS'}")
+    for k, a, b in diff:
+        print(f"    {k}: recorded {a}, re-scored {b}")
+    return not diff
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Re-score detection records from their kept predictions (pycocotools) and compare with their metrics."""
+    """Re-score records from their kept predictions and compare with their metrics: detection with pycocotools
+    alone, kNN and linear from their top-5 prediction files."""
     p = argparse.ArgumentParser(prog="byol-bench rescore", description=main.__doc__)
-    p.add_argument("records", nargs="+", help="detection record JSON files (with their RECORD.evidence/ folder)")
+    p.add_argument("records", nargs="+", help="record JSON files (with their RECORD.evidence/ folder)")
     p.add_argument("--gt", default=None, help="ground-truth COCO json, when it was not copied beside the record")
     args = p.parse_args(argv)
     ok = True
     for path in args.records:
+        if read_json(path).get("evaluator") in ("knn", "linear"):
+            ok = _rescore_classification(path) and ok
+            continue
         try:
             per_trial, agg = rescore_record(path, args.gt)
         except (ValueError, OSError, KeyError) as exc:

@@ -6,9 +6,17 @@ import json
 from dataclasses import dataclass
 
 import pytest
+import torch
 
 from downstream.api import evaluate
-from downstream.evidence import check_evidence, evidence_path, relocate_evidence
+from downstream.evidence import (
+    check_evidence,
+    evidence_path,
+    keep_predictions,
+    relocate_evidence,
+    rescore_predictions,
+)
+from downstream.knn import topk_accuracy
 from downstream.registry import EVALUATORS, register_evaluator
 from zoo.datasets import DatasetOptions
 from zoo.io import sha256_file
@@ -73,3 +81,66 @@ def test_relocate_copies_evidence_beside_the_new_record(tmp_path, keeping_evalua
     assert moved["evidence"]["trial0/preds.json"]["file"] == "job.evidence/trial0/preds.json"
     assert check_evidence(moved, dst.parent) == []
     assert rec["evidence"]["trial0/preds.json"]["file"] == "record.evidence/trial0/preds.json"  # not mutated
+
+
+@pytest.mark.parametrize(
+    ("evaluator", "options", "name", "keys"),
+    [
+        ("knn", ["k=[5]"], "predictions_test_k5.json", ("top1_k5", "top5_k5")),
+        ("linear", ["l2_steps=3"], "predictions_test.json", ("top1", "top5")),
+    ],
+)
+def test_classification_records_keep_test_predictions_that_rescore_to_their_metrics(
+    tmp_path, evaluator, options, name, keys
+):
+    out = tmp_path / "rec.json"
+    rec = evaluate(
+        "raw-pixels", evaluator, "digits", dataset_options=DatasetOptions(image_size=8), out=out, overrides=options
+    )
+    path = evidence_path(rec, out.parent, name)
+    doc = json.loads(path.read_text())
+    assert doc["split"] == "test" and len(doc["labels"]) == len(doc["top5"]) > 100
+    assert all(len(row) == 5 and len(set(row)) == 5 for row in doc["top5"])
+    again = rescore_predictions(path)
+    assert (again["top1"], again["top5"]) == (rec["metrics"][keys[0]], rec["metrics"][keys[1]])
+    assert check_evidence(json.loads(out.read_text()), out.parent) == []
+
+
+def test_rescored_predictions_follow_the_file_not_the_record(tmp_path):
+    class Ctx:
+        work_dir = tmp_path
+        kept: dict = {}
+
+        def keep(self, name, path, **origin):
+            self.kept[name] = (path, origin)
+
+    ctx = Ctx()
+    scores = torch.tensor([[0.1, 0.9, 0.0], [0.5, 0.5, 0.0], [0.0, 0.2, 0.8], [0.7, 0.2, 0.1]])
+    labels = torch.tensor([1, 1, 0, 0])
+    path = keep_predictions(ctx, "p.json", scores, labels, split="test", written_by="t")
+    # row 1 is a tie between classes 0 and 1: the lower index wins, as topk_accuracy counts it
+    assert json.loads(path.read_text())["top5"] == [[1, 0, 2], [0, 1, 2], [2, 1, 0], [0, 1, 2]]
+    assert rescore_predictions(path) == {"top1": 0.5, "top5": 1.0}
+    assert rescore_predictions(path)["top1"] == topk_accuracy(scores, labels, (1,))[1]
+    assert ctx.kept["p.json"][1] == {"written_by": "t", "split": "test"}
+    with pytest.raises(ValueError, match="do not match"):
+        keep_predictions(ctx, "q.json", scores, labels[:3], split="test")
+    path.write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(ValueError, match="not a"):
+        rescore_predictions(path)
+
+
+def test_rescore_cli_checks_a_linear_record_and_catches_a_changed_metric(tmp_path, capsys):
+    from downstream.detection.rescore import main
+
+    out = tmp_path / "rec.json"
+    evaluate("raw-pixels", "linear", "digits", dataset_options=DatasetOptions(image_size=8), out=out,
+             overrides=["l2_steps=3"])  # fmt: skip
+    assert main([str(out)]) == 0
+    assert "matches" in capsys.readouterr().out
+    rec = json.loads(out.read_text())
+    rec["metrics"]["top1"] += 0.01  # a record whose number no longer follows from its predictions
+    out.write_text(json.dumps(rec))
+    assert main([str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "DIFFERS" in printed and "top1: recorded" in printed
