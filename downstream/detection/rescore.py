@@ -151,32 +151,75 @@ def _rescore_classification(path: str) -> bool:
     return not diff
 
 
+RESCORABLE = ("knn", "linear", "detection")  # the evaluators whose records keep predictions
+
+
+def expand_records(paths: list[str]) -> tuple[list[Path], list[Path]]:
+    """Record files named by ``paths``: files as given; a folder means every record under it (a results
+    folder's ``records/*.json``, or the ``*.json`` records of a records folder). Returns ``(to_rescore,
+    skipped)``: folder records of evaluators that keep no predictions (geometry, nuisance …) are skipped.
+    A path that does not exist, or a folder that holds no record, raises ``FileNotFoundError`` naming it."""
+    files: list[Path] = []
+    skipped: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_file():
+            files.append(path)
+            continue
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: no such record file or folder")
+        found = sorted(path.glob("records/*.json")) or sorted(path.glob("*.json"))
+        records = [f for f in found if isinstance(read_json(f), dict) and "evaluator" in read_json(f)]
+        if not records:
+            raise FileNotFoundError(f"{path}: a folder with no records (expected records/*.json or *.json)")
+        for f in records:
+            (files if read_json(f)["evaluator"] in RESCORABLE else skipped).append(f)
+    return files, skipped
+
+
 def main(argv: list[str] | None = None) -> int:
     """Re-score records from their kept predictions and compare with their metrics: detection with pycocotools
     alone, kNN and linear from their top-5 prediction files."""
     p = argparse.ArgumentParser(prog="byol-bench rescore", description=main.__doc__)
-    p.add_argument("records", nargs="+", help="record JSON files (with their RECORD.evidence/ folder)")
+    p.add_argument(
+        "records",
+        nargs="+",
+        help="record JSON files (with their RECORD.evidence/ folder), or folders: a results folder or its records/",
+    )
     p.add_argument("--gt", default=None, help="ground-truth COCO json, when it was not copied beside the record")
     args = p.parse_args(argv)
+    try:
+        records, skipped = expand_records(args.records)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"byol-bench rescore: {exc}", file=sys.stderr)
+        return 2
     ok = True
-    for path in args.records:
+    failed = 0
+    for path in map(str, records):
+        good = True
         if read_json(path).get("evaluator") in ("knn", "linear"):
-            ok = _rescore_classification(path) and ok
-            continue
-        try:
-            per_trial, agg = rescore_record(path, args.gt)
-        except (ValueError, OSError, KeyError) as exc:
-            print(f"{path}: cannot re-score: {exc}", file=sys.stderr)
-            ok = False
-            continue
-        recorded: dict[str, Any] = read_json(path)["metrics"]
-        diff = compare_metrics(recorded, agg)
-        aps = ", ".join(f"{m.get('AP', 0.0):.4f}" for m in per_trial)
-        status = "matches" if not diff else f"DIFFERS in {len(diff)} metric(s)"
-        print(f"{path}: AP {agg.get('AP', math.nan):.4f} (trials: {aps}) re-scored with pycocotools; {status}")
-        for k, a, b in diff[:20]:
-            print(f"    {k}: recorded {a}, re-scored {b}")
-        ok = ok and not diff
+            good = _rescore_classification(path)
+        else:
+            try:
+                per_trial, agg = rescore_record(path, args.gt)
+            except (ValueError, OSError, KeyError) as exc:
+                print(f"{path}: cannot re-score: {exc}", file=sys.stderr)
+                good = False
+            else:
+                recorded: dict[str, Any] = read_json(path)["metrics"]
+                diff = compare_metrics(recorded, agg)
+                aps = ", ".join(f"{m.get('AP', 0.0):.4f}" for m in per_trial)
+                status = "matches" if not diff else f"DIFFERS in {len(diff)} metric(s)"
+                print(f"{path}: AP {agg.get('AP', math.nan):.4f} (trials: {aps}) re-scored with pycocotools; {status}")
+                for k, a, b in diff[:20]:
+                    print(f"    {k}: recorded {a}, re-scored {b}")
+                good = not diff
+        ok = ok and good
+        failed += int(not good)
+    if len(records) > 1 or skipped:
+        kinds = sorted({read_json(f)["evaluator"] for f in skipped})
+        note = f"; {len(skipped)} skipped (no kept predictions: {', '.join(kinds)})" if skipped else ""
+        print(f"rescore: {len(records) - failed} of {len(records)} records match their kept predictions{note}")
     return 0 if ok else 1
 
 

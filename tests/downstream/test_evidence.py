@@ -144,3 +144,24 @@ def test_rescore_cli_checks_a_linear_record_and_catches_a_changed_metric(tmp_pat
     assert main([str(out)]) == 1
     printed = capsys.readouterr().out
     assert "DIFFERS" in printed and "top1: recorded" in printed
+
+
+def test_rescore_cli_takes_a_results_folder_and_skips_records_without_predictions(tmp_path, capsys):
+    from downstream.detection.rescore import main
+
+    records = tmp_path / "suite" / "records"
+    records.mkdir(parents=True)
+    for name in ("a", "b"):
+        evaluate("raw-pixels", "linear", "digits", dataset_options=DatasetOptions(image_size=8),
+                 out=records / f"{name}.json", overrides=["l2_steps=3"])  # fmt: skip
+    (records / "g.json").write_text(json.dumps({"evaluator": "geometry", "metrics": {"rank": 3.0}}))
+    assert main([str(tmp_path / "suite")]) == 0
+    printed = capsys.readouterr().out
+    assert "2 of 2 records match" in printed and "1 skipped (no kept predictions: geometry)" in printed
+    rec = json.loads((records / "b.json").read_text())
+    rec["metrics"]["top1"] += 0.01
+    (records / "b.json").write_text(json.dumps(rec))
+    assert main([str(records)]) == 1  # the records folder itself works too
+    assert "1 of 2 records match" in capsys.readouterr().out
+    assert main([str(tmp_path / "missing")]) == 2
+    assert "missing: no such record file or folder" in capsys.readouterr().err
