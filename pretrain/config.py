@@ -195,6 +195,7 @@ class RunConfig:
     progress: bool = True
     collapse_std: float = 0.1  # proj_std below this × 1/sqrt(dim) is reported as collapse
     threads: int | None = None  # torch.set_num_threads on CPU (None: leave torch's default)
+    malloc_tuning: bool = True  # on CPU with glibc: keep freed activation memory mapped (pretrain/allocator.py)
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "run.epochs must be >= 1")
@@ -227,7 +228,14 @@ class PretrainConfig:
 
 # Keys that control how a run is executed, not what it computes: they may differ on resume.
 RUN_CONTROL_KEYS = frozenset(
-    {"run.stop_after_epochs", "run.progress", "run.tensorboard", "run.checkpoint_every", "run.log_every"}
+    {
+        "run.stop_after_epochs",
+        "run.progress",
+        "run.tensorboard",
+        "run.checkpoint_every",
+        "run.log_every",
+        "run.malloc_tuning",
+    }
 )
 
 

@@ -41,6 +41,7 @@ import torch.distributed as dist
 import yaml
 from torch import nn
 
+from pretrain.allocator import tune_glibc_malloc
 from pretrain.augment import augment_view, single_thread, swap_background
 from pretrain.byol import BYOL, projection_std, tau_schedule
 from pretrain.config import RUN_CONTROL_KEYS, PretrainConfig, derive, load_pretrain_config
@@ -373,6 +374,7 @@ def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: t
         shutil.rmtree(run_dir / ARTIFACT)  # a restarted run is unfinished until it exports again
     if cfg.run.threads and device.type == "cpu":
         torch.set_num_threads(cfg.run.threads)
+    malloc = tune_glibc_malloc() if cfg.run.malloc_tuning and device.type == "cpu" else None
 
     # ---- data -------------------------------------------------------------------------------------
     data, knn_data = _load_data(cfg)
@@ -434,6 +436,7 @@ def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: t
                 "machine": machine_info(),
                 "code_version": code_version(),
                 "torch_threads": torch.get_num_threads(),
+                "malloc_tuning": malloc,  # per mallopt setting whether glibc took it; null: not applied
             },
         )
     if d.active and device.type != "cuda":

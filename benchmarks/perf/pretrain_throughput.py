@@ -15,6 +15,10 @@ Memory format: ours runs as shipped (``run.channels_last: true``, ~14 % faster p
 ``resnet18-w16``), the reference as lightly's example (contiguous). ``--reference-channels-last on`` gives
 the reference channels_last too (the like-for-like control), ``--channels-last off`` takes it from ours.
 
+Allocator: ours runs with ``run.malloc_tuning: true`` as shipped (glibc ``mallopt``, ``pretrain/allocator.py``),
+the reference with glibc's defaults as lightly's loop runs; ``--reference-malloc-tuning on`` applies the same
+settings in the reference's process (the control), ``--malloc-tuning off`` takes them from ours.
+
 Each side runs in its own subprocess so that peak memory (max RSS on CPU, ``max_memory_allocated`` on GPU)
 is its own. Usage::
 
@@ -65,6 +69,7 @@ def _common_overrides(args: argparse.Namespace) -> list[str]:
         "run.knn_every=0",
         "run.log_every=1",
         f"run.channels_last={'true' if _channels_last(args, 'ours') else 'false'}",
+        f"run.malloc_tuning={'true' if args.malloc_tuning == 'on' else 'false'}",
         f"run.device={args.device}",
         f"data.limit={args.batch * (args.steps + args.warmup)}",
         "run.epochs=1",
@@ -154,6 +159,15 @@ def main() -> None:
         default="off",
         help="the reference's memory format (lightly's example: off; on = the like-for-like control)",
     )
+    parser.add_argument(
+        "--malloc-tuning", choices=("on", "off"), default="on", help="ours' run.malloc_tuning (byol.yaml: on)"
+    )
+    parser.add_argument(
+        "--reference-malloc-tuning",
+        choices=("on", "off"),
+        default="off",
+        help="the same glibc malloc settings in the reference's process (lightly's loop: off; on = the control)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--name", default=None, help="record name (default pretrain_throughput-<device>-<threads>t)")
     parser.add_argument("--results-dir", type=Path, default=None, help="where the record goes (results/perf)")
@@ -163,6 +177,10 @@ def main() -> None:
     if args.which != "both":
         if args.threads:
             torch.set_num_threads(args.threads)
+        if args.which == "lightly" and args.reference_malloc_tuning == "on" and args.device == "cpu":
+            from pretrain.allocator import tune_glibc_malloc
+
+            tune_glibc_malloc()
         device = torch.device(args.device)
         res = run_ours(args) if args.which == "ours" else run_lightly(args)
         res.update(peak_memory_mb=_peak_memory_mb(device), threads=torch.get_num_threads(), which=args.which)
@@ -199,7 +217,8 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
     print(f"{args.arch} {args.image_size}px batch {args.batch} hidden {args.hidden}, threads {args.threads}, "
           f"reference DataLoader workers {args.workers}, {args.repeats} alternating repeats, channels_last "
-          f"ours {args.channels_last} / reference {args.reference_channels_last}")  # fmt: skip
+          f"ours {args.channels_last} / reference {args.reference_channels_last}, malloc tuning ours "
+          f"{args.malloc_tuning} / reference {args.reference_malloc_tuning}")  # fmt: skip
     print(f"{'loop':<10}{'images/s':>10}{'peak MB':>10}{'steps':>7}  each repeat")
     for which, r in results.items():
         print(f"{which:<10}{r['images_per_s']:>10.1f}{r['peak_memory_mb']:>10.0f}{r['steps']:>7}  "

@@ -18,12 +18,17 @@ Both evaluate the same weighted kNN (``pretrain.knn``: train-split bank, ``data.
 ``run.knn_k``, ``run.knn_temperature``) at the same epochs, starting with the initialisation (epoch 0,
 "random-init"; both sides build the backbone from the same seed). The figure of merit is the training time
 at the first evaluation whose kNN exceeds that side's random-init kNN by ``--margin`` (default 0.05 = 5
-points); the ratio is lightly's time / ours (goal ≥ 1.5×). Each side runs in its own subprocess, ``--repeats``
-times alternating, and the medians are compared. Usage::
+points); the ratio is lightly's time / ours (goal ≥ 1.5×). Each side runs in its own subprocess, once per seed
+of ``--seeds`` (default: the config's ``seed``) and ``--repeats`` times per seed, and the medians over all runs
+are compared (a run that never crosses counts as infinitely slow). Seeds, not repeats, are what varies: a run
+is deterministic, and BYOL's training is chaotic (a 1e-11 change in the weights grows to 1e-4 within ten
+steps, and single-seed curves of the same recipe differ by several kNN points), so one seed per side decides
+nothing. Usage::
 
     python benchmarks/perf/time_to_learn.py --dataset shapes --threads 2            # the measurement
     python benchmarks/perf/time_to_learn.py --config pretrain/configs/byol.yaml run.epochs=30 --repeats 3
     python benchmarks/perf/time_to_learn.py --threads 1 --side-by-side               # 2 cores: one per side
+    python benchmarks/perf/time_to_learn.py --threads 1 --side-by-side --seeds 0 1 2 # the published figure
     python benchmarks/perf/time_to_learn.py --smoke                                  # tiny digits run, ~1 min
 
 Writes ``results/perf/<name>.json`` (``benchmarks.perf_record``, with both kNN-vs-seconds curves; default
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import statistics
@@ -216,12 +222,32 @@ def time_to_reach(curve: list[dict[str, float]], margin: float) -> float | None:
 
 
 def _median_or_none(values: list[float | None]) -> float | None:
-    """Median over the repeats, or ``None`` unless every repeat reached the threshold."""
-    return None if not values or any(v is None for v in values) else statistics.median(values)  # type: ignore[type-var]
+    """Median over the runs, a run that never reached the threshold counting as infinitely slow; ``None`` when
+    that median is infinite (half the runs or more did not reach it) or there are no runs."""
+    if not values:
+        return None
+    med = statistics.median(math.inf if v is None else v for v in values)
+    return None if math.isinf(med) else med
+
+
+def seed_ratios(runs: dict[str, list[dict[str, Any]]], margin: float) -> dict[str, float | None]:
+    """Per seed: lightly's median time / ours (None where a side's median is undefined for that seed)."""
+    out: dict[str, float | None] = {}
+    for seed in sorted({r["seed"] for rs in runs.values() for r in rs}):
+        med = {
+            w: _median_or_none([time_to_reach(r["curve"], margin) for r in rs if r["seed"] == seed])
+            for w, rs in runs.items()
+        }
+        out[str(seed)] = med["lightly"] / med["ours"] if med["ours"] and med["lightly"] else None
+    return out
 
 
 def plot_curves(runs: dict[str, list[dict[str, Any]]], margin: float, title: str, path: Path) -> None:
-    """kNN top-1 (%) against training seconds, every repeat of each side, with each side's threshold."""
+    """kNN gain over the run's own random-init (points) against training seconds, every run of each side.
+
+    Seeds start from different networks, so each curve is drawn relative to its epoch-0 kNN; the dashed line
+    is the threshold (+margin), a dotted line marks where a run crossed it, and the thick lines are the
+    per-epoch medians over the runs of each side (time and gain)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -230,22 +256,27 @@ def plot_curves(runs: dict[str, list[dict[str, Any]]], margin: float, title: str
     from zoo.io import atomic_write_with
 
     colours = {"ours": "tab:blue", "lightly": "tab:orange"}
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    styles = ["-", "--", "-.", ":"]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for which, reps in runs.items():
         for i, rep in enumerate(reps):
             xs = [p["train_s"] for p in rep["curve"]]
-            ys = [100 * p["knn"] for p in rep["curve"]]
-            ax.plot(xs, ys, marker="o", ms=3, color=colours[which], alpha=1.0 if i == 0 else 0.4,
-                    label=which if i == 0 else None)  # fmt: skip
+            ys = [100 * (p["knn"] - rep["curve"][0]["knn"]) for p in rep["curve"]]
+            ax.plot(xs, ys, marker="o", ms=2.5, lw=1, color=colours[which], alpha=0.45, ls=styles[i % len(styles)],
+                    label=f"{which}, seed {rep.get('seed', '?')}")  # fmt: skip
             t = time_to_reach(rep["curve"], margin)
             if t is not None:
-                ax.axvline(t, color=colours[which], ls=":", alpha=0.6)
-        base = 100 * reps[0]["curve"][0]["knn"]
-        ax.axhline(base + 100 * margin, color=colours[which], ls="--", lw=0.8, alpha=0.7)
+                ax.axvline(t, color=colours[which], ls=":", lw=0.8, alpha=0.5)
+        n = min(len(r["curve"]) for r in reps)
+        med_x = [statistics.median(r["curve"][k]["train_s"] for r in reps) for k in range(n)]
+        med_y = [statistics.median(100 * (r["curve"][k]["knn"] - r["curve"][0]["knn"]) for r in reps) for k in range(n)]
+        ax.plot(med_x, med_y, lw=2.5, color=colours[which], label=f"{which}, median over runs")
+    ax.axhline(100 * margin, color="black", ls="--", lw=0.8, alpha=0.7)
+    ax.axhline(0, color="grey", lw=0.5)
     ax.set_xlabel("training seconds (evaluation excluded)")
-    ax.set_ylabel("kNN top-1 (%)")
+    ax.set_ylabel("kNN top-1 gain over random-init (points)")
     ax.set_title(title, fontsize=9)
-    ax.legend(loc="best")
+    ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
     atomic_write_with(path, lambda p: fig.savefig(p, format="png", dpi=120))
     plt.close(fig)
@@ -259,7 +290,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads, both sides (default: run.threads)")
     parser.add_argument("--eval-every", type=int, default=1, help="epochs between kNN evaluations (both sides)")
     parser.add_argument("--margin", type=float, default=0.05, help="kNN gain over random-init that counts (0.05)")
-    parser.add_argument("--repeats", type=int, default=1, help="runs per side, alternating; medians compared")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per side and seed; medians compared")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=None, help="seeds, each run on both sides (default: the config's)"
+    )
     parser.add_argument(
         "--side-by-side",
         action="store_true",
@@ -285,55 +319,64 @@ def main() -> None:
     wall = {"ours": 0.0, "lightly": 0.0}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
-    def start(which: str, out: Path) -> subprocess.Popen:
-        cmd = [sys.executable, __file__, *_child_argv(args), "--which", which, "--child-out", str(out)]
+    seeds = args.seeds if args.seeds is not None else [cfg.seed]
+    n_runs = len(seeds) * args.repeats
+
+    def start(which: str, out: Path, seed: int) -> subprocess.Popen:
+        cmd = [sys.executable, __file__, *_child_argv(args), f"seed={seed}", "--which", which, "--child-out", str(out)]
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
-    def finish(which: str, proc: subprocess.Popen, out: Path) -> None:
+    def finish(which: str, proc: subprocess.Popen, out: Path, seed: int) -> None:
         stdout, stderr = proc.communicate()
         if proc.returncode != 0 or not out.exists():
             sys.exit(f"{which} failed (exit {proc.returncode}):\n{stdout[-2000:]}\n{stderr[-4000:]}")
-        runs[which].append(json.loads(out.read_text()))
-        print(f"{which} run {len(runs[which])}/{args.repeats}: " + ", ".join(
+        runs[which].append({"seed": seed, **json.loads(out.read_text())})
+        print(f"{which} seed {seed}, run {len(runs[which])}/{n_runs}: " + ", ".join(
             f"ep {p['epoch']} {p['train_s']:.0f}s {100 * p['knn']:.1f}%" for p in runs[which][-1]["curve"]
         ), flush=True)  # fmt: skip
 
     with tempfile.TemporaryDirectory(prefix="time-to-learn-") as tmp:
-        for rep in range(args.repeats):
-            outs = {w: Path(tmp) / f"{w}-{rep}.json" for w in ("ours", "lightly")}
-            if args.side_by_side:  # both at once, one core each: load hits both sides alike
-                t0 = time.perf_counter()
-                procs = {w: start(w, outs[w]) for w in outs}
-                for which, proc in procs.items():
-                    finish(which, proc, outs[which])
+        for seed in seeds:
+            for rep in range(args.repeats):
+                outs = {w: Path(tmp) / f"{w}-{seed}-{rep}.json" for w in ("ours", "lightly")}
+                if args.side_by_side:  # both at once, one core each: load hits both sides alike
+                    t0 = time.perf_counter()
+                    procs = {w: start(w, outs[w], seed) for w in outs}
+                    for which, proc in procs.items():
+                        finish(which, proc, outs[which], seed)
+                        wall[which] += time.perf_counter() - t0
+                    continue
+                for which in ("ours", "lightly"):  # alternate the sides so that a drift in machine load hits both
+                    t0 = time.perf_counter()
+                    finish(which, start(which, outs[which], seed), outs[which], seed)
                     wall[which] += time.perf_counter() - t0
-                continue
-            for which in ("ours", "lightly"):  # alternate the sides so that a drift in machine load hits both
-                t0 = time.perf_counter()
-                finish(which, start(which, outs[which]), outs[which])
-                wall[which] += time.perf_counter() - t0
 
     reach = {w: [time_to_reach(r["curve"], args.margin) for r in rs] for w, rs in runs.items()}
     med = {w: _median_or_none(v) for w, v in reach.items()}
     ratio = med["lightly"] / med["ours"] if med["ours"] and med["lightly"] else None
+    per_seed = seed_ratios(runs, args.margin)
     base = {w: [r["curve"][0]["knn"] for r in rs] for w, rs in runs.items()}
     for w in runs:
         got = ", ".join("not reached" if t is None else f"{t:.1f} s" for t in reach[w])
-        print(f"{w:<8} random-init kNN {100 * base[w][0]:.1f}%, time to +{100 * args.margin:.0f} points: {got}")
+        inits = ", ".join(f"{100 * b:.1f}%" for b in base[w])
+        print(f"{w:<8} random-init kNN {inits}; time to +{100 * args.margin:.0f} points: {got}")
     print("ratio lightly / ours: " + (f"{ratio:.2f}x" if ratio else "undefined (a side did not reach the threshold)"))
+    print("per seed: " + ", ".join(f"seed {k} " + (f"{v:.2f}x" if v else "undefined") for k, v in per_seed.items()))
 
     name = args.name or f"time_to_learn-{cfg.data.dataset}" + ("-smoke" if args.smoke else "")
     results_dir = args.results_dir or (REPO / "outputs" / "perf-smoke" if args.smoke else None)
     threads = cfg.run.threads
 
     def side_of(which: str, label: str) -> dict[str, Any]:
-        if med[which] is None:
-            return {"label": label, "median": None, "each": reach[which]}
-        return side(label, [t for t in reach[which] if t is not None])
+        each = reach[which]
+        if med[which] is None or any(t is None for t in each):  # the median counts a run not reaching as ∞
+            return {"label": label, "median": med[which], "each": each}
+        return side(label, [t for t in each if t is not None])
 
     title = (
         f"{cfg.backbone.arch} on {cfg.data.dataset} ({cfg.data.image_size} px), batch {cfg.optim.batch_size}, "
-        f"{threads or 'default'} threads; dashed: random-init + {100 * args.margin:.0f} points"
+        f"{threads or 'default'} threads, seeds {', '.join(map(str, seeds))}; dashed: random-init + "
+        f"{100 * args.margin:.0f} points"
     )
     record = perf_record(
         name,
@@ -360,6 +403,9 @@ def main() -> None:
             "eval_every_epochs": args.eval_every,
             "clock": "training seconds; kNN evaluations excluded on both sides, our checkpoint writes too",
             "side_by_side": args.side_by_side,
+            "seeds": seeds,
+            "repeats_per_seed": args.repeats,
+            "seed_ratios": per_seed,
             "process_wall_s": wall,
         },
     )

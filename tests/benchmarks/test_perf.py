@@ -107,6 +107,19 @@ def test_time_to_reach_is_the_first_evaluation_above_random_init_plus_margin():
     assert ttl.time_to_reach(curve, 0.04) == 20.0  # strictly above: 0.54 is not > 0.54
     assert ttl.time_to_reach(curve, 0.2) is None
     assert ttl._median_or_none([3.0, 1.0, 2.0]) == 2.0 and ttl._median_or_none([1.0, None]) is None
+    # a run that never crosses counts as infinitely slow: the median is defined while most runs cross
+    assert ttl._median_or_none([3.0, None, 1.0]) == 3.0 and ttl._median_or_none([]) is None
+
+
+def test_seed_ratios_compare_the_sides_seed_by_seed():
+    ttl = _load_script("time_to_learn")
+
+    def run(seed, crossing_s):  # random-init 0.2; crosses +5 points at crossing_s (None: never)
+        late = 0.3 if crossing_s is not None else 0.21
+        return {"seed": seed, "curve": [{"train_s": 0.0, "knn": 0.2}, {"train_s": crossing_s or 50.0, "knn": late}]}
+
+    runs = {"ours": [run(0, 10.0), run(1, 20.0), run(2, 30.0)], "lightly": [run(0, 15.0), run(1, 10.0), run(2, None)]}
+    assert ttl.seed_ratios(runs, 0.05) == {"0": 1.5, "1": 0.5, "2": None}
 
 
 def test_core_modules_import_without_the_optional_packages():
@@ -150,19 +163,23 @@ def _run_script(args, tmp_path, timeout=1700):
 
 @pytest.mark.slow
 def test_time_to_learn_smoke_run_writes_both_curves_and_the_plot(tmp_path):
-    script = [str(PERF / "time_to_learn.py"), "--smoke", "--side-by-side", "--results-dir", str(tmp_path)]
+    script = [str(PERF / "time_to_learn.py"), "--smoke", "--side-by-side", "--seeds", "0", "1"]
+    script += ["--results-dir", str(tmp_path)]
     proc = _run_script(script, tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     rec = json.loads((tmp_path / "time_to_learn-digits-smoke.json").read_text())
-    assert rec["details"]["side_by_side"] is True and len(rec["details"]["curves"]["ours"]) == 1
+    assert rec["details"]["side_by_side"] is True and len(rec["details"]["curves"]["ours"]) == 2
+    assert rec["details"]["seeds"] == [0, 1] and set(rec["details"]["seed_ratios"]) == {"0", "1"}
     curves = rec["details"]["curves"]
     assert set(curves) == {"ours", "lightly"} and rec["details"]["dataset"] == "digits"
     for which in ("ours", "lightly"):
         curve = curves[which][0]["curve"]
         assert [p["epoch"] for p in curve] == [0, 1, 2]
         assert curve[0]["train_s"] == 0 < curve[1]["train_s"] < curve[2]["train_s"]
-    # the same seed builds the same backbone on both sides: one random-init kNN
-    assert curves["ours"][0]["curve"][0]["knn"] == curves["lightly"][0]["curve"][0]["knn"]
+    # the same seed builds the same backbone on both sides: one random-init kNN per seed
+    for i, seed in enumerate((0, 1)):
+        assert curves["ours"][i]["seed"] == curves["lightly"][i]["seed"] == seed
+        assert curves["ours"][i]["curve"][0]["knn"] == curves["lightly"][i]["curve"][0]["knn"]
     assert (tmp_path / "time_to_learn-digits-smoke.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
