@@ -229,10 +229,17 @@ def main() -> None:
     if args.no_record:
         return
     threads = args.threads or runs["ours"][0]["threads"]
+    controls = [  # settings that differ from each loop as shipped
+        *(["ours contiguous"] if args.channels_last == "off" else []),
+        *(["ours without malloc tuning"] if args.malloc_tuning == "off" else []),
+        *(["reference channels_last"] if args.reference_channels_last == "on" else []),
+        *(["reference with malloc tuning"] if args.reference_malloc_tuning == "on" else []),
+    ]
     peak_mb = {which: results[which]["peak_memory_mb"] for which in runs}
     record = perf_record(
         args.name or f"pretrain_throughput-{args.device}-{threads}t",
-        what=f"BYOL training, {args.arch} {args.image_size} px, batch {args.batch}, heads {args.hidden}",
+        what=f"BYOL training, {args.arch} {args.image_size} px, batch {args.batch}, heads {args.hidden}"
+        + (f" ({', '.join(controls)})" if controls else ""),
         metric="images_per_s",
         unit="images/s",
         higher_is_better=True,
@@ -246,7 +253,7 @@ def main() -> None:
         },
         ratio=ratio,
         ratio_definition="ours / lightly, medians",
-        goal="≥ 1.3× (stretch 1.4×)",
+        goal=None if controls else "≥ 1.3× (stretch 1.4×)",  # the goal is for both loops as shipped
         threads=threads,
         device=args.device,
         load_before=load_before,
