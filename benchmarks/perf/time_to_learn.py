@@ -375,8 +375,8 @@ def main() -> None:
 
     title = (
         f"{cfg.backbone.arch} on {cfg.data.dataset} ({cfg.data.image_size} px), batch {cfg.optim.batch_size}, "
-        f"{threads or 'default'} threads, seeds {', '.join(map(str, seeds))}; dashed: random-init + "
-        f"{100 * args.margin:.0f} points"
+        f"{threads or 'default'} thread{'' if threads == 1 else 's'}, seeds {', '.join(map(str, seeds))}; "
+        f"dashed: random-init + {100 * args.margin:.0f} points"
     )
     record = perf_record(
         name,
