@@ -233,3 +233,12 @@ def test_slurm_submission_of_each_suite(name, pretrain_lines, eval_lines, tmp_pa
         assert "#SBATCH --ntasks-per-node=1" in text and "#SBATCH --partition=gpu" in text
         for line in pretrain_lines if job.kind == "pretrain" else eval_lines:
             assert f"#SBATCH {line}" in text, (job.describe(), line, text)
+
+
+def test_the_published_three_seed_quickstart_is_the_quickstart_plus_raw_pixels_linear():
+    """results/quickstart-3seeds/ holds the quickstart's own jobs: the same hashes, so the suites share records."""
+    quickstart = make_plan(load_suite(SUITES / "quickstart.yaml", ["seeds=[0,1,2]"]))
+    three = make_plan(load_suite(SUITES / "quickstart-3seeds.yaml"))
+    assert {j.id for j in quickstart.jobs} < {j.id for j in three.jobs}
+    extra = [j for j in three.jobs if j.id not in {q.id for q in quickstart.jobs}]
+    assert [(j.variant, j.seed, j.spec["evaluator"]) for j in extra] == [("raw-pixels", 0, "linear")]
