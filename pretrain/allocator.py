@@ -5,10 +5,12 @@ mmap threshold with fresh ``mmap`` calls and returns them with ``munmap`` when t
 heap top back to the OS whenever more than its trim threshold is free. A training step frees and re-allocates
 the same large buffers hundreds of times, so every step pays for page faults on zeroed pages and for the
 system calls. Raising the mmap threshold to its maximum (32 MiB on 64-bit) and never trimming keeps those
-pages mapped: the next step reuses them. On the 2-core AMD/Intel VMs of this project that is +8–9 % images/s
-for ResNet-18 at 32 px, batch 128 (7 alternating pairs, ``benchmarks/perf/pretrain_throughput.py``), and the
-same as setting ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` / ``MALLOC_TOP_PAD_`` in the
-environment before Python starts, which works for any CPU training loop.
+pages mapped: the next step reuses them. For ResNet-18 at 32 px, batch 128, 2 threads
+(``benchmarks/perf/pretrain_throughput.py``) that was +8–9 % images/s on this project's 2-core Intel VM (7
+alternating pairs, through the environment variables named below) and ≈ 7 % on its AMD VM (ratio to lightly's loop
+1.37× untuned, 1.41–1.46× tuned). It is the same as setting ``MALLOC_MMAP_THRESHOLD_`` /
+``MALLOC_TRIM_THRESHOLD_`` / ``MALLOC_TOP_PAD_`` in the environment before Python starts,
+which works for any CPU training loop.
 
 The cost: the process's resident memory no longer shrinks after its peak (freed memory stays mapped for
 reuse). The settings are process-wide and last until the process exits; ``run.malloc_tuning: false`` leaves

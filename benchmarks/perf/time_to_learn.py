@@ -230,6 +230,11 @@ def _median_or_none(values: list[float | None]) -> float | None:
     return None if math.isinf(med) else med
 
 
+def _lightly_over_ours(med: dict[str, float | None]) -> float | None:
+    """The figure of merit from each side's median time: lightly's / ours, None where either is undefined."""
+    return med["lightly"] / med["ours"] if med["ours"] and med["lightly"] else None
+
+
 def seed_ratios(runs: dict[str, list[dict[str, Any]]], margin: float) -> dict[str, float | None]:
     """Per seed: lightly's median time / ours (None where a side's median is undefined for that seed)."""
     out: dict[str, float | None] = {}
@@ -238,7 +243,7 @@ def seed_ratios(runs: dict[str, list[dict[str, Any]]], margin: float) -> dict[st
             w: _median_or_none([time_to_reach(r["curve"], margin) for r in rs if r["seed"] == seed])
             for w, rs in runs.items()
         }
-        out[str(seed)] = med["lightly"] / med["ours"] if med["ours"] and med["lightly"] else None
+        out[str(seed)] = _lightly_over_ours(med)
     return out
 
 
@@ -353,7 +358,7 @@ def main() -> None:
 
     reach = {w: [time_to_reach(r["curve"], args.margin) for r in rs] for w, rs in runs.items()}
     med = {w: _median_or_none(v) for w, v in reach.items()}
-    ratio = med["lightly"] / med["ours"] if med["ours"] and med["lightly"] else None
+    ratio = _lightly_over_ours(med)
     per_seed = seed_ratios(runs, args.margin)
     base = {w: [r["curve"][0]["knn"] for r in rs] for w, rs in runs.items()}
     for w in runs:
