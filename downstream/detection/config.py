@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from zoo.config import DuplicateKeyError, yaml_load
 
 __all__ = ["DetectionConfig", "Preset", "load_preset", "PRESET_DIR", "list_presets", "default_preset", "ROUTES"]
 
@@ -84,7 +84,10 @@ def load_preset(name_or_path: str | None, dataset: str | None = None) -> Preset:
         path = PRESET_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise ValueError(f"detection preset '{name_or_path}' not found (known: {', '.join(list_presets())})")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:  # the shared loader: a key given twice is an error, not a silent override
+        data = yaml_load(path.read_text(encoding="utf-8")) or {}
+    except DuplicateKeyError as exc:
+        raise ValueError(f"{path}: {exc.problem}") from exc
     unknown = set(data) - _PRESET_KEYS
     if unknown:
         raise ValueError(f"{path}: unknown preset keys {sorted(unknown)} (allowed: {sorted(_PRESET_KEYS)})")

@@ -100,3 +100,19 @@ def test_execution_keys_do_not_change_identity():
     assert ids(quiet, "byol") == ids(base, "byol")
     assert ids(longer, "byol").isdisjoint(ids(base, "byol"))
     assert ids(longer, "random-init") == ids(base, "random-init")
+
+
+def test_duplicate_variant_key_is_refused(tmp_path):
+    """Issue 24.1: a second ``byol:`` must not silently replace the first (its row would show the other's number)."""
+    text = """
+    name: toy
+    variants:
+      byol: {kind: pretrain, config: byol.yaml}
+      random-init: {kind: random-init}
+      byol: {kind: random-init}
+    evaluations:
+      - {evaluator: knn, dataset: digits-m}
+    """
+    with pytest.raises(ConfigError, match=r"duplicate key 'byol' on line 4 and line 6") as exc:
+        load(tmp_path, text=text)
+    assert str(tmp_path / "s.yaml") in str(exc.value)

@@ -2,7 +2,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from zoo.config import ConfigError, apply_overrides, load_config, parse_override, to_dict
+from zoo.config import ConfigError, apply_overrides, load_config, parse_override, to_dict, yaml_load
 
 
 @dataclass(frozen=True)
@@ -73,3 +73,27 @@ def test_configs_are_frozen():
     cfg = load_config(Cfg)
     with pytest.raises(AttributeError):
         cfg.seed = 4  # type: ignore[misc]
+
+
+def test_duplicate_keys_are_refused_anywhere(tmp_path):
+    """Issue 24.1: PyYAML keeps the last of two equal keys; every config and suite load refuses them instead."""
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("seed: 1\noptim:\n  lr: 0.1\n  name: sgd\n  lr: 0.2\n")
+    with pytest.raises(ConfigError, match=rf"{nested}: duplicate key 'lr' on line 3 and line 5"):
+        load_config(Cfg, nested)
+    top = tmp_path / "top.yaml"
+    top.write_text("seed: 1\namp: true\nseed: 2\n")
+    with pytest.raises(ConfigError, match="duplicate key 'seed' on line 1 and line 3"):
+        load_config(Cfg, top)
+    merged = tmp_path / "merged.yaml"  # a YAML merge (<<) is an override by design, not a duplicate
+    merged.write_text("base: &b {lr: 0.1, name: sgd}\noptim:\n  <<: *b\n  lr: 0.3\n")
+    assert yaml_load(merged.read_text())["optim"] == {"lr": 0.3, "name": "sgd"}
+
+
+def test_detection_preset_refuses_duplicate_keys(tmp_path):
+    from downstream.detection.config import load_preset
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text("base: COCO-Detection/x.yaml\ntrials: 1\ntrials: 3\n")
+    with pytest.raises(ValueError, match="duplicate key 'trials' on line 2 and line 3"):
+        load_preset(str(preset))
