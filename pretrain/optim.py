@@ -22,8 +22,16 @@ class LARS(torch.optim.Optimizer):
     Update per parameter ``w`` (gradient ``g``, weight decay ``λ``, momentum ``m``)::
 
         u = g + λ w                              (no λ w when the group has lars_exclude)
-        u ← u · η‖w‖/‖u‖   if ‖w‖ > 0 and ‖u‖ > 0 and not lars_exclude
+        u ← u · t,  t = η‖w‖/‖u‖   if ‖w‖ > 0 and ‖u‖ > 0 and not lars_exclude
         v ← m v + u;  w ← w − lr · v
+
+    ``clip_lr=True`` replaces ``t`` by ``min(t / lr, 1)``, so a layer's step size is ``min(η‖w‖/‖u‖, lr)``
+    instead of ``lr · η‖w‖/‖u‖``: the trust ratio becomes the layer's LR, capped at the scheduled LR. This is
+    solo-learn's ``clip_lr`` (vturrisi/solo-learn ``solo/utils/lars.py`` lines 145-147 at commit 9187ea39,
+    ``lars_lr = min(lars_lr / group["lr"], 1)``), which its CIFAR and ImageNet-100 BYOL recipes turn on
+    (``scripts/pretrain/cifar/byol.yaml`` and ``scripts/pretrain/imagenet-100/byol.yaml``, line 38). ``lr`` is
+    the group's LR at this step (after warm-up and decay). solo-learn's ``t`` divides by ``‖g‖ + λ‖w‖``, ours
+    by ``‖g + λw‖`` (You et al.'s form, kept for both modes).
 
     ``foreach=True`` (default) applies each line to a whole group at once with torch's multi-tensor
     ``_foreach_*`` ops (fewer passes over memory, no per-tensor Python); ``foreach=False`` is the plain
@@ -38,10 +46,18 @@ class LARS(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         eta: float = 1e-3,
         foreach: bool = True,
+        clip_lr: bool = False,
     ) -> None:
         if lr < 0 or momentum < 0 or weight_decay < 0 or eta <= 0:
             raise ValueError("LARS: lr, momentum and weight_decay must be >= 0 and eta > 0")
-        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta, "lars_exclude": False}
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "eta": eta,
+            "lars_exclude": False,
+            "clip_lr": clip_lr,
+        }
         super().__init__(params, defaults)
         self.foreach = foreach
 
@@ -70,10 +86,7 @@ class LARS(torch.optim.Optimizer):
                     u = u.add(p, alpha=group["weight_decay"])
                 w_norm = torch.linalg.vector_norm(p)
                 u_norm = torch.linalg.vector_norm(u)
-                trust = torch.where(
-                    (w_norm > 0) & (u_norm > 0), group["eta"] * w_norm / u_norm, torch.ones_like(w_norm)
-                )
-                u = u.mul(trust)
+                u = u.mul(_trust(w_norm, u_norm, group))
             state = self.state[p]
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = torch.clone(u).detach()
@@ -89,8 +102,7 @@ class LARS(torch.optim.Optimizer):
                 updates = torch._foreach_add(grads, params, alpha=group["weight_decay"])
             w_norm = torch.stack(torch._foreach_norm(params))  # one entry per tensor
             u_norm = torch.stack(torch._foreach_norm(updates))
-            trust = torch.where((w_norm > 0) & (u_norm > 0), group["eta"] * w_norm / u_norm, torch.ones_like(w_norm))
-            trust_each = list(trust.unbind(0))
+            trust_each = list(_trust(w_norm, u_norm, group).unbind(0))
             if updates is grads:
                 updates = torch._foreach_mul(updates, trust_each)
             else:
@@ -105,6 +117,18 @@ class LARS(torch.optim.Optimizer):
             torch._foreach_mul_(bufs, group["momentum"])
             torch._foreach_add_(bufs, [updates[i] for i in have])
         torch._foreach_add_(params, [s["momentum_buffer"] for s in states], alpha=-group["lr"])
+
+
+def _trust(w_norm: torch.Tensor, u_norm: torch.Tensor, group: dict) -> torch.Tensor:
+    """The factor each update is scaled by: ``η‖w‖/‖u‖``, or ``min(η‖w‖/‖u‖ / lr, 1)`` when the group clips.
+
+    Where the ratio is undefined (``‖w‖ = 0`` or ``‖u‖ = 0``) the factor is 1, in both modes (solo-learn
+    leaves such an update unscaled too).
+    """
+    ratio = group["eta"] * w_norm / u_norm
+    if group.get("clip_lr") and group["lr"] > 0:
+        ratio = torch.clamp(ratio / group["lr"], max=1.0)
+    return torch.where((w_norm > 0) & (u_norm > 0), ratio, torch.ones_like(w_norm))
 
 
 def _by_device_dtype(tensors: list[torch.Tensor]) -> list[list[torch.Tensor]]:
@@ -155,10 +179,16 @@ def build_optimizer(
     weight_decay: float,
     eta: float,
     betas: tuple[float, float] = (0.9, 0.999),
+    lars_clip_lr: bool = False,
 ) -> torch.optim.Optimizer:
-    """``lars`` / ``sgd`` / ``adamw`` over ``param_groups`` output (``lars_exclude`` only matters to LARS)."""
+    """``lars`` / ``sgd`` / ``adamw`` over ``param_groups`` output (``lars_exclude`` only matters to LARS).
+
+    ``lars_clip_lr`` is LARS's ``clip_lr`` (each layer's step size ``min(trust, lr)``); other optimisers refuse it.
+    """
+    if lars_clip_lr and name != "lars":
+        raise ValueError(f"lars_clip_lr=True needs the lars optimiser, got '{name}'")
     if name == "lars":
-        return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta)
+        return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, clip_lr=lars_clip_lr)
     clean = [{k: v for k, v in g.items() if k != "lars_exclude"} for g in groups]
     if name == "sgd":
         return torch.optim.SGD(clean, lr=lr, momentum=momentum, weight_decay=weight_decay)

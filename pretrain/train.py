@@ -402,8 +402,9 @@ def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: t
     )
     peak = max(lrs.values())
     opt = build_optimizer(
-        cfg.optim.name, groups, peak, cfg.optim.momentum, cfg.optim.weight_decay, cfg.optim.lars_eta, cfg.optim.betas
-    )
+        cfg.optim.name, groups, peak, cfg.optim.momentum, cfg.optim.weight_decay, cfg.optim.lars_eta, cfg.optim.betas,
+        lars_clip_lr=cfg.optim.lars_clip_lr,
+    )  # fmt: skip
     amp_dtype = _amp_dtype(cfg, device)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
 

@@ -17,7 +17,7 @@ from zoo.io import stable_hash
 
 from .suite import ARTIFACT_KINDS, SuiteSpec
 
-__all__ = ["Job", "Plan", "make_plan", "Resolvers", "resolve_path", "drop_keys"]
+__all__ = ["Job", "Plan", "make_plan", "Resolvers", "resolve_path", "drop_keys", "drop_defaults"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,9 @@ class Resolvers:
     eval_config: Callable[[str, str | None, list[str]], dict[str, Any]]
     artifact_identity: Callable[[str], dict[str, Any]]
     execution_keys: frozenset[str] = frozenset()  # dotted pretrain keys that do not change the result
+    # dotted pretrain keys left out of the identity while they hold this value (keys added after results
+    # were published, at the value every earlier run had: the published job hashes stay valid)
+    identity_defaults: dict[str, Any] = field(default_factory=dict)
 
 
 def drop_keys(d: dict[str, Any], dotted: frozenset[str] | set[str]) -> dict[str, Any]:
@@ -114,6 +117,21 @@ def drop_keys(d: dict[str, Any], dotted: frozenset[str] | set[str]) -> dict[str,
             node = node.get(p) if isinstance(node, dict) else None
         if isinstance(node, dict):
             node.pop(last, None)
+    return out
+
+
+def drop_defaults(d: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """A copy of nested ``d`` without the dotted keys of ``defaults`` whose value there equals the default."""
+    import copy
+
+    out = copy.deepcopy(d)
+    for key, value in defaults.items():
+        *parents, last = key.split(".")
+        node: Any = out
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last in node and node[last] == value:
+            del node[last]
     return out
 
 
@@ -169,7 +187,8 @@ def make_plan(suite: SuiteSpec, resolvers: Resolvers | None = None) -> Plan:
                 artifact_of[(name, seed)] = ({"artifact": "raw-pixels"}, None, None)
                 continue
             spec = {"config": resolved}  # the full config runs; execution-only keys stay out of the identity
-            ident = {"kind": v.kind, "config": drop_keys(resolved, resolvers.execution_keys)}
+            kept = drop_defaults(drop_keys(resolved, resolvers.execution_keys), resolvers.identity_defaults)
+            ident = {"kind": v.kind, "config": kept}
             job_id = stable_hash(ident) if not error else stable_hash([v.kind, name, seed, error])
             job = Job(job_id, v.kind, name, seed, spec, gpus=gpus, plan_error=error)
             jobs.append(job)

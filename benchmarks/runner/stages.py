@@ -57,10 +57,12 @@ def default_stage_fns() -> StageFns:
 
 def default_resolvers() -> Resolvers:
     try:  # keys that only control how a run executes (progress bars, checkpoint frequency)
-        from pretrain.config import RUN_CONTROL_KEYS
+        from pretrain.config import IDENTITY_DEFAULTS, RUN_CONTROL_KEYS
     except ImportError:
-        RUN_CONTROL_KEYS = frozenset()  # noqa: N806 - the pretraining stage is missing: its jobs will say so
-    return Resolvers(resolve_pretrain, resolve_baseline, resolve_eval_config, artifact_identity, RUN_CONTROL_KEYS)
+        RUN_CONTROL_KEYS, IDENTITY_DEFAULTS = frozenset(), {}  # noqa: N806 - no pretraining stage: its jobs say so
+    return Resolvers(
+        resolve_pretrain, resolve_baseline, resolve_eval_config, artifact_identity, RUN_CONTROL_KEYS, IDENTITY_DEFAULTS
+    )
 
 
 # resolving recipes to the dicts that identify them ------------------------------------------------------

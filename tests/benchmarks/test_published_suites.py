@@ -242,3 +242,44 @@ def test_the_published_three_seed_quickstart_is_the_quickstart_plus_raw_pixels_l
     assert {j.id for j in quickstart.jobs} < {j.id for j in three.jobs}
     extra = [j for j in three.jobs if j.id not in {q.id for q in quickstart.jobs}]
     assert [(j.variant, j.seed, j.spec["evaluator"]) for j in extra] == [("raw-pixels", 0, "linear")]
+
+
+@pytest.mark.parametrize("name", ["quickstart-3seeds", "ablation-predictor-momentum"])
+def test_published_pretrain_job_hashes_do_not_change(name):
+    """A config key added later (optim.lars_clip_lr) at its default leaves the published job hashes as they were,
+    so the records under results/ still belong to today's plan of the same suite."""
+    pytest.importorskip("pretrain.config")
+    from zoo.io import read_json
+
+    published = read_json(REPO / "results" / name / "plan.json")
+    pub = {e["id"] for e in published["entries"] if e["kind"] == "pretrain"}
+    seeds = sorted({e["seed"] for e in published["entries"]})
+    now = {j.id for j in make_plan(load_suite(SUITES / f"{name}.yaml", [f"seeds={seeds}"])).jobs}
+    assert pub and pub <= now
+
+
+def test_every_published_pretrain_config_keeps_its_identity():
+    """Each published pretrain job's config, read back with today's defaults, hashes to the same job id."""
+    pytest.importorskip("pretrain.config")
+    from benchmarks.runner.plan import drop_defaults, drop_keys
+    from benchmarks.runner.stages import default_resolvers
+    from pretrain.config import PretrainConfig
+    from zoo.config import from_dict, to_dict
+    from zoo.io import read_json, stable_hash
+
+    res = default_resolvers()
+    assert res.identity_defaults == {"optim.lars_clip_lr": False}
+    checked = 0
+    for plan_file in sorted((REPO / "results").glob("*/plan.json")):
+        for e in read_json(plan_file)["entries"]:
+            if e["kind"] != "pretrain" or e.get("plan_error"):
+                continue
+            cfg = to_dict(from_dict(PretrainConfig, e["spec"]["config"], source=str(plan_file)))
+            assert cfg["optim"]["lars_clip_lr"] is False
+            kept = drop_defaults(drop_keys(cfg, res.execution_keys), res.identity_defaults)
+            ident = {"kind": "pretrain", "config": kept}
+            assert stable_hash(ident) == e["id"], (plan_file, e["variant"])
+            checked += 1
+    assert checked >= 24
+    clipped = {"optim": {"lars_clip_lr": True}}
+    assert drop_defaults(clipped, res.identity_defaults) == clipped  # a run that clips gets a new identity

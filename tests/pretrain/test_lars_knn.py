@@ -98,3 +98,33 @@ def test_knn_predict_hand_case():
     assert pred[:2].tolist() == [0, 1]
     # k = 5 on the diagonal: class 1 has three neighbours, class 0 two, at the same similarities pairwise
     assert knn_predict(query[2:], bank, labels, 2, k=5, t=1.0).item() == 1
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_lars_clip_lr_matches_hand_computation(foreach):
+    """solo-learn's ``clip_lr``: a layer's step size is min(trust, lr), not lr x trust (solo/utils/lars.py 145-147)."""
+    big = torch.tensor([3.0, 4.0], requires_grad=True)  # |w| = 5, trust = eta |w| / |g| = 0.5 > lr: clipped to lr
+    small = torch.tensor([0.3, 0.4], requires_grad=True)  # |w| = 0.5, trust = 0.05 < lr: the step size is trust
+    opt = LARS([big, small], lr=0.1, momentum=0.9, weight_decay=0.0, eta=0.5, foreach=foreach, clip_lr=True)
+    big.grad = torch.tensor([5.0, 0.0])  # |g| = 5
+    small.grad = torch.tensor([0.0, 5.0])
+    opt.step()
+    torch.testing.assert_close(big.detach(), torch.tensor([3.0 - 0.1 * 5.0, 4.0]))  # step size min(0.5, 0.1) = lr
+    torch.testing.assert_close(small.detach(), torch.tensor([0.3, 0.4 - 0.05 * 5.0]))  # min(0.05, 0.1) = 0.05
+    # without the clip both layers step lr x trust: 0.05 and 0.005 times the gradient
+    plain = torch.tensor([3.0, 4.0], requires_grad=True)
+    LARS([plain], lr=0.1, momentum=0.9, eta=0.5, foreach=foreach).zero_grad()
+    plain.grad = torch.tensor([5.0, 0.0])
+    LARS([plain], lr=0.1, momentum=0.9, eta=0.5, foreach=foreach).step()
+    torch.testing.assert_close(plain.detach(), torch.tensor([3.0 - 0.1 * 0.5 * 5.0, 4.0]))
+
+
+def test_lars_clip_lr_is_a_config_key_off_by_default():
+    from pretrain.config import OptimConfig
+    from zoo.config import ConfigError, from_dict
+
+    assert OptimConfig().lars_clip_lr is False
+    groups = [{"params": [torch.zeros(2, requires_grad=True)], "lars_exclude": False}]
+    assert build_optimizer("lars", groups, 0.1, 0.9, 0.0, 1e-3, lars_clip_lr=True).param_groups[0]["clip_lr"] is True
+    with pytest.raises((ValueError, ConfigError), match="lars_clip_lr"):
+        from_dict(OptimConfig, {"name": "sgd", "lars_clip_lr": True})
