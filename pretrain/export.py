@@ -57,7 +57,8 @@ def export_run(
     exported and the checkpoint step. Standard-stem ResNets also get ``detectron2.pkl``. The directory
     appears atomically, complete with the ``.pkl``.
     """
-    from pretrain.train import CHECKPOINT, build_model, load_checkpoint_into, load_run_config, read_metrics
+    from pretrain.checkpoint import CHECKPOINT, load_checkpoint_into, load_run_config, read_metrics
+    from pretrain.model import build_model
 
     if network not in ("online", "target"):
         raise ValueError(f"network must be 'online' or 'target', got {network!r}")

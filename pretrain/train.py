@@ -22,11 +22,9 @@ on CPU each rank normalises with its own batch statistics, which the log says).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import random
 import shutil
 import sys
 import time
@@ -43,20 +41,39 @@ from torch import nn
 
 from pretrain.allocator import tune_glibc_malloc
 from pretrain.augment import augment_view, single_thread, swap_background
-from pretrain.byol import BYOL, projection_std, tau_schedule
-from pretrain.config import RUN_CONTROL_KEYS, PretrainConfig, derive, load_pretrain_config
+from pretrain.byol import projection_std, tau_schedule
+from pretrain.checkpoint import (
+    ARTIFACT,
+    CHECKPOINT,
+    MetricsLog,
+    checkpoint_state,
+    load_checkpoint_into,
+    load_run_config,
+    read_metrics,
+    set_rng_state,
+)
+from pretrain.config import RUN_CONTROL_KEYS, PretrainConfig, derive
 from pretrain.knn import knn_accuracy
+from pretrain.model import build_model, head_specs
 from pretrain.optim import build_optimizer, lr_at, param_groups
-from zoo.backbones import build_backbone
 from zoo.config import ConfigError, to_dict
 from zoo.datasets import ClassificationSplit, DatasetOptions, load_dataset
-from zoo.heads import MLPSpec
 from zoo.io import atomic_torch_save, atomic_write_json, atomic_write_text, code_version, machine_info
 
-__all__ = ["train", "TrainingDiverged", "build_model", "load_run_config", "CHECKPOINT", "ARTIFACT"]
+# build_model, head_specs, load_run_config, read_metrics, load_checkpoint_into: their rooms are
+# pretrain.model and pretrain.checkpoint; importable from here as before
+__all__ = [
+    "train",
+    "TrainingDiverged",
+    "build_model",
+    "head_specs",
+    "load_run_config",
+    "load_checkpoint_into",
+    "read_metrics",
+    "CHECKPOINT",
+    "ARTIFACT",
+]
 
-CHECKPOINT = Path("checkpoints") / "last.pt"
-ARTIFACT = "artifact"
 log = logging.getLogger("pretrain")
 
 
@@ -67,31 +84,6 @@ class TrainingDiverged(RuntimeError):
 # --------------------------------------------------------------------------------------------------
 # Building blocks
 # --------------------------------------------------------------------------------------------------
-
-
-def head_specs(cfg: PretrainConfig, feature_dim: int) -> tuple[MLPSpec, MLPSpec | None]:
-    """Projector ``feature_dim → hidden → out`` and predictor ``out → hidden → out`` (paper Sec. 3.3)."""
-    h = cfg.heads
-    projector = MLPSpec(feature_dim, h.projector_hidden, h.projector_out, h.projector_layers, h.batch_norm)
-    predictor = (
-        MLPSpec(h.projector_out, h.predictor_hidden, h.projector_out, h.predictor_layers, h.batch_norm)
-        if cfg.byol.predictor
-        else None
-    )
-    return projector, predictor
-
-
-def build_model(cfg: PretrainConfig) -> BYOL:
-    """Online and target networks, initialised from ``cfg.seed`` (the target starts as a copy)."""
-    torch.manual_seed(cfg.seed)
-    backbone = build_backbone(cfg.backbone.arch)
-    projector, predictor = head_specs(cfg, backbone.feature_dim)
-    return BYOL(backbone, projector, predictor)
-
-
-def load_run_config(run_dir: str | Path) -> PretrainConfig:
-    """The config a run directory was trained with (``config.yaml``)."""
-    return load_pretrain_config(Path(run_dir) / "config.yaml", [])
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -164,31 +156,6 @@ def _seed_gen(*parts: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy_keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-        "numpy_pos": int(np_state[2]),
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
-    random.setstate(_to_tuple(state["python"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _to_tuple(obj: Any) -> Any:
-    return tuple(_to_tuple(v) for v in obj) if isinstance(obj, list | tuple) else obj
-
-
 class _Dist:
     """Rank / world size, and whether this module initialised the process group."""
 
@@ -258,74 +225,6 @@ def _setup_logging(run_dir: Path, main: bool) -> logging.Handler | None:
         stream.setFormatter(logging.Formatter("[pretrain] %(message)s"))
         log.addHandler(stream)
     return handler
-
-
-class _Metrics:
-    """Append-only JSON lines (rank 0), truncated on resume to the checkpointed step."""
-
-    def __init__(self, path: Path, enabled: bool, tensorboard_dir: Path | None) -> None:
-        self.path, self.enabled = path, enabled
-        self.tb = None
-        if enabled and tensorboard_dir is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(tensorboard_dir))
-            except ImportError:
-                log.warning("run.tensorboard is true but tensorboard is not installed; logging to JSON only")
-
-    def truncate(self, step: int) -> None:
-        if not self.enabled or not self.path.exists():
-            return
-        keep = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-        atomic_write_text(self.path, "".join(ln + "\n" for ln in keep))
-
-    def write(self, record: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, sort_keys=True) + "\n")
-        if self.tb is not None:
-            for k, v in record.items():
-                if isinstance(v, int | float) and not isinstance(v, bool) and k != "step":
-                    self.tb.add_scalar(k, v, record["step"])
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """All records of ``metrics.jsonl`` in order."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
-
-
-def _checkpoint(model: BYOL, opt: torch.optim.Optimizer, scaler: Any, step: int, epoch: int) -> dict[str, Any]:
-    return {
-        "online": {
-            "backbone": model.backbone.state_dict(),
-            "projector": model.projector.state_dict(),
-            "predictor": model.predictor.state_dict(),
-        },
-        "target": {"backbone": model.target_backbone.state_dict(), "projector": model.target_projector.state_dict()},
-        "optimizer": opt.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else {},
-        "step": step,
-        "epoch": epoch,
-        "rng": _rng_state(),
-    }
-
-
-def load_checkpoint_into(model: BYOL, ckpt: dict[str, Any]) -> None:
-    """Restore online and target networks of ``model`` from a ``last.pt`` dict."""
-    model.backbone.load_state_dict(ckpt["online"]["backbone"])
-    model.projector.load_state_dict(ckpt["online"]["projector"])
-    model.predictor.load_state_dict(ckpt["online"]["predictor"])
-    model.target_backbone.load_state_dict(ckpt["target"]["backbone"])
-    model.target_projector.load_state_dict(ckpt["target"]["projector"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -410,14 +309,14 @@ def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: t
 
     # ---- resume ------------------------------------------------------------------------------------
     start = 0
-    metrics = _Metrics(run_dir / "metrics.jsonl", d.main, run_dir / "tensorboard" if cfg.run.tensorboard else None)
+    metrics = MetricsLog(run_dir / "metrics.jsonl", d.main, run_dir / "tensorboard" if cfg.run.tensorboard else None)
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
         load_checkpoint_into(model, ckpt)
         opt.load_state_dict(ckpt["optimizer"])
         if scaler is not None and ckpt["scaler"]:
             scaler.load_state_dict(ckpt["scaler"])
-        _set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"])
         start = int(ckpt["step"])
         metrics.truncate(start)
         log.info("resumed %s at step %d / %d (epoch %d)", run_dir, start, total, start // spe)
@@ -473,7 +372,7 @@ def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: t
             log.error(msg)
             raise TrainingDiverged(msg)
         if d.main:
-            atomic_torch_save(_checkpoint(raw, opt, scaler, step, step // spe), run_dir / CHECKPOINT)
+            atomic_torch_save(checkpoint_state(raw, opt, scaler, step, step // spe), run_dir / CHECKPOINT)
 
     ref_std = 1.0 / math.sqrt(cfg.heads.projector_out)
     if start == 0 and d.main:
