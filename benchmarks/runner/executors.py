@@ -8,9 +8,14 @@ failure never propagates: the jobs that depend on it are marked ``blocked`` and 
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,31 +141,109 @@ class LocalExecutor:
         pending = list(jobs)
         running: dict[Any, Job] = {}
         ids = {j.id for j in jobs}
-        with ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn")) as pool:
-            while pending or running:
-                for job in list(pending):
-                    deps = [d for d in job.deps if d in ids]
-                    bad = [d for d in deps if d in outcomes and outcomes[d].status in ("failed", "blocked")]
-                    if bad:
-                        pending.remove(job)
-                        outcomes[job.id] = _blocked(store, job, bad[0])
+        # workers die with the runner: a parent-death signal in each (kill -9 of the runner), and SIGTERM of
+        # the runner stops the pool before exiting (issue 24.3: orphans idled at ~1 GB each, forever)
+        pool = ProcessPoolExecutor(
+            self.workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent, initargs=(os.getpid(),)
+        )
+        with _sigterm_exits():
+            try:
+                while pending or running:
+                    for job in list(pending):
+                        deps = [d for d in job.deps if d in ids]
+                        bad = [d for d in deps if d in outcomes and outcomes[d].status in ("failed", "blocked")]
+                        if bad:
+                            pending.remove(job)
+                            outcomes[job.id] = _blocked(store, job, bad[0])
+                            _log_outcome(outcomes[job.id], log)
+                        elif all(d in outcomes for d in deps) and len(running) < self.workers:
+                            pending.remove(job)
+                            log(f"[start] {job.describe()} (job {job.id})")
+                            running[pool.submit(execute_job, str(store.root), job.to_dict(), fns)] = job
+                    if not running:
+                        continue
+                    done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        job = running.pop(fut)
+                        try:
+                            outcomes[job.id] = fut.result()
+                        except Exception as exc:  # noqa: BLE001 - a worker crashed hard (e.g. killed)
+                            outcomes[job.id] = JobOutcome(job.id, "failed", f"worker died: {exc}")
+                            store.write_state(job, "failed", error=outcomes[job.id].error)
                         _log_outcome(outcomes[job.id], log)
-                    elif all(d in outcomes for d in deps) and len(running) < self.workers:
-                        pending.remove(job)
-                        log(f"[start] {job.describe()} (job {job.id})")
-                        running[pool.submit(execute_job, str(store.root), job.to_dict(), fns)] = job
-                if not running:
-                    continue
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for fut in done:
-                    job = running.pop(fut)
-                    try:
-                        outcomes[job.id] = fut.result()
-                    except Exception as exc:  # noqa: BLE001 - a worker crashed hard (e.g. killed)
-                        outcomes[job.id] = JobOutcome(job.id, "failed", f"worker died: {exc}")
-                        store.write_state(job, "failed", error=outcomes[job.id].error)
-                    _log_outcome(outcomes[job.id], log)
+                pool.shutdown(wait=True)
+            except BaseException:  # SIGTERM (SystemExit), Ctrl-C, or a bug here: never leave workers behind
+                stopped = _stop_pool(pool)
+                log(f"runner stopped: {stopped} worker process(es) terminated; run the same command again to resume")
+                raise
         return [outcomes[j.id] for j in jobs]
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool worker initializer: end this worker when the runner that spawned it dies, however it dies.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` asks the kernel to send SIGTERM when the parent exits (kill -9
+    included); then the parent is checked once, since it may have died before the signal was armed.
+    Elsewhere a daemon thread polls the parent instead.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl (unusual libc): fall back to polling below
+            _watch_parent(parent_pid)
+    else:
+        _watch_parent(parent_pid)
+    if os.getppid() != parent_pid:  # the runner is already gone
+        os._exit(1)
+
+
+def _watch_parent(parent_pid: int, every_s: float = 1.0) -> None:
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
+@contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """While the pool runs, SIGTERM raises ``SystemExit(143)`` in the runner, so it can stop its workers first
+    (the default action would end the runner at once and orphan them). Only the main thread can do this."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _stop_pool(pool: Any, grace_s: float = 5.0) -> int:
+    """Cancel what has not started and terminate the workers (SIGTERM, then SIGKILL after ``grace_s``)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.time() + grace_s
+    for p in procs:
+        p.join(max(0.0, deadline - time.time()))
+        if p.is_alive():
+            p.kill()
+            p.join(1.0)
+    return len(procs)
 
 
 class SubmititExecutor:
