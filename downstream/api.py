@@ -12,6 +12,8 @@ bit-identical). The record it returns (and writes atomically to ``out``) is::
      "selection_rule": str, "selection": {...what was chosen, on which split},
      "evidence": {name: {"file", "sha256", "bytes", "origin"}}   # only when the evaluator kept files
      "code_version": {...}, "machine": {...}, "wall_time_s": float, "created": iso8601}
+
+The file at ``out`` also carries ``record_sha256``, a checksum of the rest of it (``zoo.records``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from downstream.evidence import keep_evidence
 from downstream.registry import EvaluatorError, EvaluatorSpec, get_evaluator
 from zoo.config import load_config, to_dict
 from zoo.datasets import DATASETS, DatasetError, DatasetOptions
-from zoo.io import atomic_write_json, code_version, default_cache_dir, machine_info, utc_now
+from zoo.io import code_version, default_cache_dir, machine_info, utc_now
+from zoo.records import write_record
 
 __all__ = ["evaluate", "FrozenCheckError", "SCHEMA_VERSION", "snapshot_state", "assert_unchanged"]
 
@@ -185,5 +188,5 @@ def evaluate(
         "created": utc_now(),
     }
     if out is not None:
-        atomic_write_json(out, record)
+        write_record(out, record)  # sealed with a checksum of its content (zoo.records)
     return record

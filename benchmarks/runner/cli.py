@@ -13,13 +13,13 @@ from typing import Any
 from tabulate import tabulate
 
 from zoo.config import ConfigError, from_dict
-from zoo.io import read_json
 
 from .executors import JobOutcome, LocalExecutor, SubmititExecutor, run_plan
 from .leaderboard import (
     Leaderboard,
     aggregate,
     provenance,
+    read_records,
     records_frame,
     render_terminal,
     reproduce_commands,
@@ -257,7 +257,12 @@ def build_leaderboard(
     from .expect import check_expectations
 
     results_dir, out_dir = Path(results_dir), Path(out_dir)
-    df = records_frame(entries, results_dir / "records")
+    found = read_records(entries, results_dir / "records")  # each checked against its own checksum
+    for problem in found.bad:
+        log(f"bad record, left out of the tables: {problem}")
+    if found.unsealed:
+        log(f"note: {found.unsealed} record(s) have no checksum (written before records carried one): not verified")
+    df = records_frame(entries, results_dir / "records", records=found)
     spec = suite.leaderboard
     lb = aggregate(
         df,
@@ -267,7 +272,7 @@ def build_leaderboard(
         lower_is_better=spec.lower_is_better,
         labels={v: suite.label(v) for v in suite.variants},
     )
-    recs = [read_json(results_dir / "records" / f"{i}.json") for i in sorted(set(df["job_id"]))]
+    recs = [found.records[i] for i in sorted(set(df["job_id"]))]
     prov = provenance(
         suite.name,
         records=recs,
@@ -292,6 +297,9 @@ def build_leaderboard(
         ok = all(r.ok for r in results)
         if not ok:
             log(f"{sum(not r.ok for r in results)} expected result(s) missed")
+    if found.bad:  # a table missing a record's numbers is not a result: say so and fail
+        log(f"{len(found.bad)} bad record(s) left out (listed above); `byol-bench run` recomputes them")
+        ok = False
     return lb, ok
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from downstream.evidence import relocate_evidence
-from zoo.io import atomic_write_json, read_json
+from zoo.io import read_json
 from zoo.logs import job_log
+from zoo.records import write_record
 
 from .plan import Job, Plan
 from .stages import StageFns, default_stage_fns
@@ -84,7 +85,7 @@ def execute_job(store_root: str, job_dict: dict[str, Any], fns: StageFns | None 
                     "group": job.group,
                     "upstream": job.deps[0] if job.deps else None,
                 }
-                atomic_write_json(store.record_path(job.id), record)  # last: marks the job done
+                write_record(store.record_path(job.id), record)  # sealed with its checksum; last: marks it done
             else:
                 fn = fns.artifact.get(job.kind)
                 if fn is None:
@@ -358,6 +359,8 @@ def run_plan(
     executor = executor or LocalExecutor()
     store.write_plan(plan.to_dict())
     jobs = [j for j in plan.jobs if only is None or j.variant in only]
+    for problem in store.bad_records(jobs):  # edited, torn or corrupted: never cached, never shown
+        log(f"bad record, its job runs again: {problem}")
     todo = [j for j in jobs if not store.is_done(j)]
     cached = [JobOutcome(j.id, "cached") for j in jobs if store.is_done(j)]
     if not todo:

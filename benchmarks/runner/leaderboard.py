@@ -23,10 +23,13 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from zoo.io import atomic_write_text, code_version, read_json, utc_now
+from zoo.io import atomic_write_text, code_version, utc_now
+from zoo.records import RecordError, read_record
 
 __all__ = [
     "Leaderboard",
+    "RecordSet",
+    "read_records",
     "records_frame",
     "aggregate",
     "provenance",
@@ -116,20 +119,47 @@ def _unit(rec: dict[str, Any], key: str, evaluator: str, metric: str) -> str | N
     return metric_unit(evaluator, metric)
 
 
-def records_frame(entries: Iterable[dict[str, Any]], records_dir: str | Path) -> pd.DataFrame:
+@dataclass
+class RecordSet:
+    """The records of a plan's eval entries, each checked against its checksum (``zoo.records``)."""
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # job id -> record (verified or legacy)
+    bad: list[str] = field(default_factory=list)  # "path: problem" of each record that cannot be trusted
+    unsealed: int = 0  # legacy records without a checksum (read, not verified)
+
+
+def read_records(entries: Iterable[dict[str, Any]], records_dir: str | Path) -> RecordSet:
+    """Read and check the record of every eval entry that has one; a bad record is listed, never used."""
+    out = RecordSet()
+    for e in entries:
+        path = Path(records_dir) / f"{e['id']}.json"
+        if e["kind"] != "eval" or not path.exists():
+            continue
+        try:
+            rec = read_record(path)
+        except RecordError as exc:
+            out.bad.append(str(exc))
+            continue
+        out.records[e["id"]] = rec.data
+        out.unsealed += int(not rec.sealed)
+    return out
+
+
+def records_frame(
+    entries: Iterable[dict[str, Any]], records_dir: str | Path, *, records: RecordSet | None = None
+) -> pd.DataFrame:
     """One row per (variant, seed, group, metric) from the eval ``entries`` of a plan whose record exists.
 
-    ``value`` is as stored; ``unit`` the stored unit (``fraction``, ``AP points``) or None.
+    ``value`` is as stored; ``unit`` the stored unit (``fraction``, ``AP points``) or None. Records that fail
+    their checksum or do not parse are left out (``read_records`` lists them); ``records``: already read.
     """
-    records_dir = Path(records_dir)
+    entries = list(entries)
+    records = records if records is not None else read_records(entries, records_dir)
     rows = []
     for e in entries:
-        if e["kind"] != "eval":
+        rec = records.records.get(e["id"]) if e["kind"] == "eval" else None
+        if rec is None:
             continue
-        path = records_dir / f"{e['id']}.json"
-        if not path.is_file():
-            continue
-        rec = read_json(path)
         evaluator = rec.get("evaluator", e["spec"].get("evaluator", ""))
         for key, value in (rec.get("metrics") or {}).items():
             if isinstance(value, bool) or not isinstance(value, int | float):

@@ -10,7 +10,8 @@
     <results>/leaderboard/              tables and plots
 
 A job is done only when its final file exists (``artifact/meta.json`` or the record), and that file is
-the last thing written, atomically; so a runner killed at any moment re-runs only unfinished jobs.
+the last thing written, atomically; so a runner killed at any moment re-runs only unfinished jobs. A record
+must also pass its own checksum (``zoo.records``): one that was edited, torn or corrupted is redone.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from zoo.io import atomic_write_json, read_json, utc_now
+from zoo.records import RecordError, read_record
 
 from .plan import Job
 
@@ -59,7 +61,26 @@ class Store:
 
     # state ---------------------------------------------------------------------------------------------
     def is_done(self, job: Job) -> bool:
+        """The job's final file exists and, for an eval job, is a record that passes its checksum."""
+        if job.kind == "eval":
+            return self.record_problem(job) is None
         return self.output_path(job).is_file()
+
+    def record_problem(self, job: Job) -> str | None:
+        """Why the record of eval ``job`` cannot be used (missing, not JSON, checksum mismatch), or None."""
+        try:
+            read_record(self.record_path(job.id))
+        except RecordError as exc:
+            return str(exc)
+        return None
+
+    def bad_records(self, jobs: list[Job]) -> list[str]:
+        """``path: problem`` for every eval job whose record exists but cannot be trusted (it will be redone)."""
+        return [
+            problem
+            for job in jobs
+            if job.kind == "eval" and self.record_path(job.id).exists() and (problem := self.record_problem(job))
+        ]
 
     def read_state(self, job_id: str) -> dict[str, Any] | None:
         path = self.state_path(job_id)

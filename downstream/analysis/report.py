@@ -201,11 +201,12 @@ def _reusable(
     from downstream.registry import get_evaluator
     from zoo.artifact import read_meta
     from zoo.config import load_config, to_dict
+    from zoo.records import read_record
 
     if not rec_path.is_file() or str(artifact) == "raw-pixels":
         return None
     try:
-        rec = json.loads(rec_path.read_text())
+        rec = read_record(rec_path).data  # a record failing its checksum is recomputed like any unreadable one
         meta = read_meta(artifact)
         cfg = to_dict(load_config(get_evaluator(evaluator).config, None, overrides))
     except Exception:  # noqa: BLE001 - anything unreadable is simply recomputed

@@ -35,6 +35,7 @@ import numpy as np
 
 from downstream.evidence import check_evidence, evidence_path, rescore_classification_record
 from zoo.io import read_json, sha256_file
+from zoo.records import RecordError, read_record
 
 __all__ = [
     "PREDICTIONS",
@@ -169,12 +170,21 @@ def expand_records(paths: list[str]) -> tuple[list[Path], list[Path]]:
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: no such record file or folder")
         found = sorted(path.glob("records/*.json")) or sorted(path.glob("*.json"))
-        records = [f for f in found if isinstance(read_json(f), dict) and "evaluator" in read_json(f)]
+        docs = {f: _parse(f) for f in found}
+        # a file that does not parse is kept, to be reported as a bad record (it may be a torn record)
+        records = [f for f, d in docs.items() if d is None or (isinstance(d, dict) and "evaluator" in d)]
         if not records:
             raise FileNotFoundError(f"{path}: a folder with no records (expected records/*.json or *.json)")
         for f in records:
-            (files if read_json(f)["evaluator"] in RESCORABLE else skipped).append(f)
+            (files if docs[f] is None or docs[f]["evaluator"] in RESCORABLE else skipped).append(f)
     return files, skipped
+
+
+def _parse(path: Path) -> Any:
+    try:
+        return read_json(path)
+    except ValueError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,10 +205,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ok = True
     failed = 0
+    bad, unsealed = [], 0
+    for path in map(str, skipped):  # not re-scorable, but their checksums are still checked
+        try:
+            unsealed += int(not read_record(path).sealed)
+        except RecordError as exc:
+            print(f"BAD RECORD {exc}", file=sys.stderr)
+            bad.append(path)
     for path in map(str, records):
-        good = True
+        try:  # the record's own checksum first: one changed digit, or a torn file, is reported by path
+            unsealed += int(not read_record(path).sealed)
+        except RecordError as exc:
+            print(f"BAD RECORD {exc}", file=sys.stderr)
+            bad.append(path)
+            if not isinstance(_parse(Path(path)), dict):  # nothing to re-score; go on with the other records
+                ok, failed = False, failed + 1
+                continue
+        good = path not in bad
         if read_json(path).get("evaluator") in ("knn", "linear"):
-            good = _rescore_classification(path)
+            good = _rescore_classification(path) and good
         else:
             try:
                 per_trial, agg = rescore_record(path, args.gt)
@@ -213,14 +238,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{path}: AP {agg.get('AP', math.nan):.4f} (trials: {aps}) re-scored with pycocotools; {status}")
                 for k, a, b in diff[:20]:
                     print(f"    {k}: recorded {a}, re-scored {b}")
-                good = not diff
+                good = good and not diff
         ok = ok and good
         failed += int(not good)
-    if len(records) > 1 or skipped:
+    if len(records) > 1 or skipped or bad:
         kinds = sorted({read_json(f)["evaluator"] for f in skipped})
         note = f"; {len(skipped)} skipped (no kept predictions: {', '.join(kinds)})" if skipped else ""
+        note += f"; {len(bad)} BAD (checksum or JSON, listed above)" if bad else ""
         print(f"rescore: {len(records) - failed} of {len(records)} records match their kept predictions{note}")
-    return 0 if ok else 1
+    if unsealed:
+        print(f"note: {unsealed} record(s) have no checksum (written before records carried one): not verified")
+    return 0 if ok and not bad else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -165,3 +165,26 @@ def test_rescore_cli_takes_a_results_folder_and_skips_records_without_prediction
     assert "1 of 2 records match" in capsys.readouterr().out
     assert main([str(tmp_path / "missing")]) == 2
     assert "missing: no such record file or folder" in capsys.readouterr().err
+
+
+def test_rescore_reports_bad_records_by_path_and_checks_the_others(tmp_path, capsys):
+    """Issue 24.4: a changed digit fails the record's checksum; broken JSON does not stop the other records."""
+    from downstream.detection.rescore import main
+    from zoo.records import read_record
+
+    records = tmp_path / "suite" / "records"
+    records.mkdir(parents=True)
+    for name in ("a", "b", "c"):
+        evaluate("raw-pixels", "linear", "digits", dataset_options=DatasetOptions(image_size=8),
+                 out=records / f"{name}.json", overrides=["l2_steps=3"])  # fmt: skip
+    assert read_record(records / "a.json").sealed  # evaluate() seals what it writes
+    (records / "a.json").write_text((records / "a.json").read_text()[:100])  # torn: not JSON
+    text = (records / "b.json").read_text()
+    (records / "b.json").write_text(text.replace('"seed": 0', '"seed": 1', 1))  # a field rescore cannot see
+    assert main([str(records)]) == 1
+    captured = capsys.readouterr()
+    assert f"BAD RECORD {records / 'a.json'}: not valid JSON" in captured.err
+    assert f"BAD RECORD {records / 'b.json'}: does not match its record_sha256" in captured.err
+    line_c = next(line for line in captured.out.splitlines() if line.startswith(f"{records / 'c.json'}: "))
+    assert line_c.endswith("matches")  # still checked, after the two bad ones
+    assert "1 of 3 records match" in captured.out and "2 BAD" in captured.out
