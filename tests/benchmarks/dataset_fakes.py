@@ -80,17 +80,27 @@ def write_stl10(root: Path, n_train: int = 60, n_unlabeled: int = 40, n_test: in
 
 
 def write_imagenet(
-    root: Path, classes: int = 4, train_per_class: int = 12, val_per_class: int = 4, seed: int = 0
+    root: Path,
+    classes: int = 4,
+    train_per_class: int = 12,
+    val_per_class: int = 4,
+    seed: int = 0,
+    wnids: list[str] | None = None,
+    sizes: tuple[int, int] = (40, 73),
 ) -> Path:
-    """``root/train/<wnid>/*.JPEG`` and ``root/val/<wnid>/*.JPEG``, images 40–72 px on a side."""
+    """``root/train/<wnid>/*.JPEG`` and ``root/val/<wnid>/*.JPEG``, images ``sizes`` px on a side (varied).
+
+    ``wnids`` names the class folders (default: ``classes`` made-up ids).
+    """
     rng = np.random.default_rng(seed)
-    wnids = [f"n{1440764 + 17 * i:08d}" for i in range(classes)]
+    wnids = list(wnids) if wnids is not None else [f"n{1440764 + 17 * i:08d}" for i in range(classes)]
+    classes = len(wnids)
     for split, per in (("train", train_per_class), ("val", val_per_class)):
         for ci, wnid in enumerate(wnids):
             d = Path(root) / split / wnid
             d.mkdir(parents=True, exist_ok=True)
             for k in range(per):
-                size = int(rng.integers(40, 73))
+                size = int(rng.integers(*sizes))
                 img = _images(rng, np.array([ci]), size, classes)[0]
                 name = f"{wnid}_{k}.JPEG" if split == "train" else f"ILSVRC2012_val_{ci * per + k:08d}.JPEG"
                 Image.fromarray(img).save(d / name, format="JPEG", quality=90)
@@ -141,3 +151,34 @@ def trust_torchvision_files(monkeypatch) -> None:  # noqa: ANN001 - pytest's Mon
 
     monkeypatch.setattr(cifar, "check_integrity", exists)
     monkeypatch.setattr(stl10, "check_integrity", exists)
+
+
+def write_idx(path: Path, array: np.ndarray, *, gz: bool = False) -> Path:
+    """One IDX file (unsigned bytes): magic ``00 00 08 <ndim>``, big-endian int32 dimensions, the payload."""
+    import gzip
+
+    arr = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    data = header + arr.tobytes()
+    path = Path(f"{path}.gz") if gz else Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(data, compresslevel=1) if gz else data)
+    return path
+
+
+def write_mnist_idx(folder: Path, n_train: int = 60, n_test: int = 20, *, gz: bool = True, seed: int = 0) -> Path:
+    """The four official files (``train-``/``t10k-`` ``images-idx3``/``labels-idx1-ubyte``) in ``folder``.
+
+    Image ``i`` of class ``c`` is dark with a bright bar at row ``2 c + 3``, so classes differ. Labels cycle
+    over 0-9 in a shuffled order.
+    """
+    rng = np.random.default_rng(seed)
+    for part, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        rng.shuffle(labels)
+        images = rng.integers(0, 40, size=(n, 28, 28))
+        for i, c in enumerate(labels):
+            images[i, 2 * c + 3, 4:24] = 230
+        write_idx(Path(folder) / f"{part}-images-idx3-ubyte", images, gz=gz)
+        write_idx(Path(folder) / f"{part}-labels-idx1-ubyte", labels, gz=gz)
+    return Path(folder)

@@ -4,6 +4,7 @@
   stratified split rule and the recipe-keyed cache.
 - ``shapes``: ``shapes`` and ``shapes-det``, procedural shapes with per-image factor labels — the default.
 - ``digits``: ``digits``, ``digits-m`` and ``digits-det`` from scikit-learn's bundled data.
+- ``idx``: ``fashion-mnist`` and ``mnist`` from their official IDX files (Debian's folder by default).
 - ``user``: ``cifar10``, ``cifar100``, ``stl10``, ``imagefolder`` and ``coco`` from local files.
 
 Embedded datasets need no download: they are generated deterministically from a seed and cached under
@@ -11,6 +12,7 @@ Embedded datasets need no download: they are generated deterministically from a 
 """
 
 from zoo.datasets import digits as _digits_family  # noqa: F401  (registers the digit sets)
+from zoo.datasets import idx as _idx_family  # noqa: F401  (fashion-mnist, mnist)
 from zoo.datasets import published as _published_family  # noqa: F401  (imagenet, stl10-unlabeled)
 from zoo.datasets import shapes as _shapes_family  # noqa: F401  (registers shapes, shapes-det)
 from zoo.datasets import user as _user_family  # noqa: F401  (registers the user datasets)

@@ -143,20 +143,31 @@ class DatasetEntry:
     builder: Callable[[str, DatasetOptions], Any]
     embedded: bool
     splits: tuple[str, ...] = SPLITS
+    # a local dataset's conventional install folder (e.g. Debian's), used when no root is given and it exists
+    default_root: Callable[[], str | None] | None = None
 
 
 DATASETS: dict[str, DatasetEntry] = {}
 
 
 def register_dataset(
-    name: str, *, task: str, description: str, embedded: bool, splits: tuple[str, ...] = SPLITS
+    name: str,
+    *,
+    task: str,
+    description: str,
+    embedded: bool,
+    splits: tuple[str, ...] = SPLITS,
+    default_root: Callable[[], str | None] | None = None,
 ) -> Callable:
-    """Register ``builder(split, opts)`` under ``name``. Duplicate names are an error."""
+    """Register ``builder(split, opts)`` under ``name``. Duplicate names are an error.
+
+    ``default_root()`` returns the folder a local dataset is read from when no root is given (or None).
+    """
 
     def deco(fn: Callable[[str, DatasetOptions], Any]) -> Callable[[str, DatasetOptions], Any]:
         if name in DATASETS:
             raise ValueError(f"dataset '{name}' is already registered")
-        DATASETS[name] = DatasetEntry(name, task, description, fn, embedded, splits)
+        DATASETS[name] = DatasetEntry(name, task, description, fn, embedded, splits, default_root)
         return fn
 
     return deco
@@ -172,6 +183,9 @@ def load_dataset(
     if split not in entry.splits:
         raise DatasetError(f"dataset '{name}' has no split '{split}' (splits: {', '.join(entry.splits)})")
     opts = dataclasses.replace(opts or DatasetOptions(), **kwargs) if kwargs else (opts or DatasetOptions())
+    if not entry.embedded and not opts.root and entry.default_root is not None:
+        found = entry.default_root()
+        opts = dataclasses.replace(opts, root=found) if found else opts
     if not entry.embedded and not opts.root:
         raise DatasetError(f"dataset '{name}' reads local files: pass root=PATH (--root) to where it lives")
     return entry.builder(split, opts)
@@ -182,7 +196,8 @@ def list_datasets(opts: DatasetOptions | None = None) -> list[dict[str, Any]]:
     rows = []
     for name, entry in sorted(DATASETS.items()):
         row: dict[str, Any] = {"name": name, "task": entry.task, "description": entry.description}
-        if not entry.embedded and not (opts and opts.root):
+        has_default = entry.default_root is not None and entry.default_root() is not None
+        if not entry.embedded and not (opts and opts.root) and not has_default:
             row.update(available=False, sizes="needs --root PATH")
         else:
             try:
