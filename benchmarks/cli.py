@@ -7,8 +7,10 @@ when used, so a stage's optional dependencies never slow down or break the other
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
+from pathlib import Path
 
 # sub-command -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -61,7 +63,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"byol-bench {name}: not built yet ({module_name} is missing)", file=sys.stderr)
             return 2
         raise
-    return int(getattr(module, func_name)(rest) or 0)
+    try:
+        return int(getattr(module, func_name)(rest) or 0)
+    except OSError as exc:  # a full disk ends in one line naming the file and the room it needed, not a traceback
+        if exc.errno != errno.ENOSPC:
+            raise
+        from zoo.io import DiskFullError, disk_full_error
+
+        line = exc if isinstance(exc, DiskFullError) else disk_full_error(exc.filename or Path.cwd())
+        print(f"byol-bench {name}: {line}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,7 @@ temporary file in the same directory and renamed into place, so a reader never s
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import functools
 import hashlib
 import io
@@ -28,6 +29,8 @@ __all__ = [
     "atomic_write_json",
     "atomic_torch_save",
     "atomic_write_with",
+    "DiskFullError",
+    "disk_full_error",
     "atomic_replace_dir",
     "current_umask",
     "make_temp_dir",
@@ -82,24 +85,63 @@ def make_temp_dir(prefix: str, dir: str | os.PathLike) -> Path:  # noqa: A002 - 
     return tmp
 
 
-def atomic_write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
+class DiskFullError(OSError):
+    """ENOSPC, said in one line: the file being written, the space it needed and the space left there.
+
+    Built as ``DiskFullError(errno.ENOSPC, message, path)`` so that it pickles like any ``OSError``.
+    """
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _size(n: float) -> str:
+    """``1536`` → ``1.5 KiB``."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    while n >= 1024 and len(units) > 1:
+        n /= 1024
+        units.pop(0)
+    return f"{int(n)} B" if units[0] == "B" else f"{n:.1f} {units[0]}"
+
+
+def disk_full_error(path: str | os.PathLike, need: int | None = None, at_least: bool = False) -> DiskFullError:
+    """The ``DiskFullError`` for writing ``need`` bytes (or ``at_least`` that many) to ``path``."""
+    path = Path(path)
+    where = path.parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        free = _size(shutil.disk_usage(where).free)
+    except OSError:
+        free = "unknown"
+    needed = "" if need is None else f"needs {'more than ' if at_least else ''}{_size(need)}, "
+    return DiskFullError(errno.ENOSPC, f"no space left on device writing {path}: {needed}{free} free there", str(path))
+
+
+def atomic_write_with(path: str | os.PathLike, writer: Callable[[Path], None], size: int | None = None) -> Path:
     """Call ``writer(tmp_path)`` then rename ``tmp_path`` onto ``path`` (same directory, atomic).
 
     The file ends with the mode ``open()`` would give it (``0o666 & ~umask``), not ``mkstemp``'s 0600.
+    A full disk is a ``DiskFullError`` naming ``path`` and the ``size`` it needed (else the bytes written).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         writer(tmp_path)
         os.chmod(tmp_path, 0o666 & ~current_umask())
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
+    except BaseException as exc:
+        written = tmp_path.stat().st_size if tmp_path is not None and tmp_path.exists() else 0
+        if tmp_path is not None:
+            tmp_path.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and not isinstance(exc, DiskFullError):
+            raise disk_full_error(path, size if size is not None else written, at_least=size is None) from exc
         raise
     _fsync_dir(path.parent)
     return path
@@ -107,7 +149,7 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
-    return atomic_write_with(path, lambda p: p.write_bytes(data))
+    return atomic_write_with(path, lambda p: p.write_bytes(data), size=len(data))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

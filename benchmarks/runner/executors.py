@@ -4,10 +4,13 @@ Every executor calls ``execute_job`` for one job, wherever it runs. It takes the
 runner on the same results directory waits, then finds the job done), skips it if its output exists,
 records ``running``, calls the stage, and records ``done`` or ``failed`` with the error and traceback. A
 failure never propagates: the jobs that depend on it are marked ``blocked`` and everything else runs.
+Two exceptions: a full disk stops the run, in one line naming the file and the room it needed; and the
+pool's workers end with the runner, whether it is stopped by SIGTERM or killed.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from downstream.evidence import relocate_evidence
-from zoo.io import read_json
+from zoo.io import DiskFullError, disk_full_error, read_json
 from zoo.logs import job_log
 from zoo.records import write_record
 
@@ -40,6 +43,7 @@ class JobOutcome:
     status: str  # "done" (ran now) | "cached" | "failed" | "blocked"
     error: str | None = None
     wall_time_s: float = 0.0
+    disk_full: bool = False  # ENOSPC: the runner starts nothing more, every job would fail the same way
 
 
 def _upstream_artifact(store: Store, job: Job) -> str:
@@ -49,10 +53,28 @@ def _upstream_artifact(store: Store, job: Job) -> str:
 
 
 def execute_job(store_root: str, job_dict: dict[str, Any], fns: StageFns | None = None) -> JobOutcome:
-    """Run one job if its output is missing; never raises for a job failure (it is recorded instead)."""
+    """Run one job if its output is missing; never raises for a job failure (it is recorded instead).
+
+    A full disk is a failure like any other, in one line naming the file and the space it needed; when even
+    the job's state file cannot be written (the job then still reads ``running``), the line says so.
+    """
     store = Store(store_root)
     job = Job.from_dict(job_dict)
-    fns = fns or default_stage_fns()
+    try:
+        return _execute_job(store, job, fns or default_stage_fns())
+    except OSError as exc:  # the lock or a state write, outside the stage: the job could not be recorded
+        if exc.errno != errno.ENOSPC:
+            raise
+        error = f"{_disk_full_line(exc, store.state_path(job.id))}; the state of job {job.id} could not be written"
+        return JobOutcome(job.id, "failed", error, disk_full=True)
+
+
+def _disk_full_line(exc: OSError, where: Path) -> str:
+    """One line for ENOSPC: ``zoo.io`` writes already say it; a bare one gets the file (or ``where``) named."""
+    return str(exc) if isinstance(exc, DiskFullError) else str(disk_full_error(exc.filename or where))
+
+
+def _execute_job(store: Store, job: Job, fns: StageFns) -> JobOutcome:
     with store.job_lock(job.id):
         if store.is_done(job):
             return JobOutcome(job.id, "cached")
@@ -98,14 +120,28 @@ def execute_job(store_root: str, job_dict: dict[str, Any], fns: StageFns | None 
                 read_json(meta)
         except BaseException as exc:  # noqa: BLE001 - recorded; KeyboardInterrupt is re-raised below
             wall = time.time() - start
-            error = f"{type(exc).__name__}: {exc}"
-            store.write_state(job, "failed", error=error, traceback=traceback.format_exc(), wall_time_s=wall)
+            full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+            error = _disk_full_line(exc, run_dir) if full else f"{type(exc).__name__}: {exc}"
+            try:
+                store.write_state(job, "failed", error=error, traceback=traceback.format_exc(), wall_time_s=wall)
+            except OSError as state_exc:  # not a second traceback chained to the first: one line says both
+                full = full or state_exc.errno == errno.ENOSPC
+                error += f"; and job {job.id} could not be marked failed ({state_exc}): its state still says running"
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
-            return JobOutcome(job.id, "failed", error, wall)
+            return JobOutcome(job.id, "failed", error, wall, disk_full=full)
         wall = time.time() - start
-        store.write_state(job, "done", wall_time_s=round(wall, 2), error=None)
+        try:
+            store.write_state(job, "done", wall_time_s=round(wall, 2), error=None)
+        except OSError as exc:  # the job's output exists, and that is what marks it done; the state is a note
+            if exc.errno != errno.ENOSPC:
+                raise
+            return JobOutcome(job.id, "done", _disk_full_line(exc, store.state_path(job.id)), wall, disk_full=True)
         return JobOutcome(job.id, "done", None, wall)
+
+
+def _not_started(job: Job) -> JobOutcome:
+    return JobOutcome(job.id, "blocked", "not started: the disk is full")
 
 
 def _blocked(store: Store, job: Job, failed_dep: str) -> JobOutcome:
@@ -125,6 +161,9 @@ class LocalExecutor:
         if self.workers <= 1:
             for i, job in enumerate(jobs, 1):
                 bad = [d for d in job.deps if d in outcomes and outcomes[d].status in ("failed", "blocked")]
+                if any(o.disk_full for o in outcomes.values()):
+                    outcomes[job.id] = _not_started(job)
+                    continue
                 if bad:
                     outcomes[job.id] = _blocked(store, job, bad[0])
                 else:
@@ -150,6 +189,10 @@ class LocalExecutor:
         with _sigterm_exits():
             try:
                 while pending or running:
+                    if any(o.disk_full for o in outcomes.values()):  # start nothing more; let the running finish
+                        for job in pending:
+                            outcomes[job.id] = _not_started(job)
+                        pending = []
                     for job in list(pending):
                         deps = [d for d in job.deps if d in ids]
                         bad = [d for d in deps if d in outcomes and outcomes[d].status in ("failed", "blocked")]
@@ -354,6 +397,8 @@ def run_plan(
     """Run every job of ``plan`` whose output is missing; return one outcome per job (cached included).
 
     ``only``: run just these variants' jobs (the whole plan is still recorded, for the leaderboard).
+    A full disk stops the run: the jobs not yet started are left, and ``DiskFullError`` says which file
+    needed how much room.
     """
     fns = fns or default_stage_fns()
     executor = executor or LocalExecutor()
@@ -367,4 +412,8 @@ def run_plan(
         log(f"all {len(jobs)} jobs are done (cached): nothing to run")
         return cached
     log(f"{len(todo)} of {len(jobs)} jobs to run ({len(cached)} cached)")
-    return cached + executor.run(store, todo, fns, log)
+    outcomes = cached + executor.run(store, todo, fns, log)
+    full = next((o for o in outcomes if o.disk_full), None)
+    if full is not None:  # nothing more can be written: end here, in one line (byol-bench prints it)
+        raise DiskFullError(errno.ENOSPC, full.error, None)
+    return outcomes

@@ -167,3 +167,96 @@ def test_legacy_records_without_a_checksum_are_read_and_counted(tmp_path, fake_e
     assert store.is_done(plan.by_id[path.stem])
     assert leaderboard_main([str(store.root), "--no-plots", "--no-check"]) == 0
     assert "1 record(s) have no checksum" in capsys.readouterr().out
+
+
+# --- 24.10: a full disk ends in one line, with the job marked failed -----------------------------------
+
+
+def _fill_disk(monkeypatch, when):
+    """Every file write ``when(path)`` says so fails as a full disk does: ENOSPC from write(), naming no file."""
+    import errno
+
+    real = Path.write_bytes
+    state = {"full": False}
+
+    def write_bytes(self, data):
+        if state["full"] or when(self):
+            state["full"] = state["full"] or when is _from_first_record
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    return state
+
+
+def _from_first_record(path):
+    """The disk fills up while the first record is written: from then on nothing can be written."""
+    return path.parent.name == "records"
+
+
+def _toy_plan(tmp_path):
+    import fakes
+
+    from benchmarks.runner.plan import make_plan
+    from benchmarks.runner.store import Store
+
+    return make_plan(toy_suite(tmp_path, extra=["seeds=[0]"]), fakes.FAKE_RESOLVERS), Store(tmp_path / "res")
+
+
+def test_full_disk_at_the_record_fails_the_job_naming_the_file(tmp_path, fake_env, monkeypatch):
+    import fakes
+
+    from benchmarks.runner.executors import LocalExecutor, run_plan
+
+    plan, store = _toy_plan(tmp_path)
+    _fill_disk(monkeypatch, lambda p: p.parent.name == "records")  # only the records' folder is full
+    with pytest.raises(OSError) as exc:
+        run_plan(plan, store, LocalExecutor(), fakes.FAKE_FNS, log=lambda s: None)
+    line = str(exc.value)
+    failed = [j for j in plan.jobs if (store.read_state(j.id) or {}).get("status") == "failed"]
+    assert len(failed) == 1 and failed[0].kind == "eval"  # the run stopped at the first full-disk failure
+    record = store.record_path(failed[0].id)
+    assert line.startswith(f"no space left on device writing {record}: needs ") and " free there" in line
+    assert "\n" not in line and store.read_state(failed[0].id)["error"] == line
+    assert not any(store.record_path(j.id).exists() for j in plan.eval_jobs())  # nothing else was started
+
+
+def test_full_disk_when_even_the_state_cannot_be_written_says_so(tmp_path, fake_env, monkeypatch):
+    import fakes
+
+    from benchmarks.runner.executors import LocalExecutor, run_plan
+
+    plan, store = _toy_plan(tmp_path)
+    _fill_disk(monkeypatch, _from_first_record)
+    with pytest.raises(OSError) as exc:
+        run_plan(plan, store, LocalExecutor(), fakes.FAKE_FNS, log=lambda s: None)
+    line = str(exc.value)
+    running = [j for j in plan.jobs if (store.read_state(j.id) or {}).get("status") == "running"]
+    assert len(running) == 1
+    assert f"no space left on device writing {store.record_path(running[0].id)}: needs " in line
+    assert f"job {running[0].id} could not be marked failed" in line and "still says running" in line
+    assert "\n" not in line
+
+
+@pytest.mark.parametrize("when", ["from-the-start", "mid-run"])
+def test_run_cli_ends_in_one_line_on_a_full_disk(tmp_path, fake_env, monkeypatch, capsys, when):
+    """``byol-bench run``: no chained tracebacks, one line naming the file and the room, exit 1."""
+    import fakes
+
+    import benchmarks.runner.cli as runner_cli
+    import benchmarks.runner.executors as executors
+    from benchmarks.cli import main
+
+    toy_suite(tmp_path, extra=["seeds=[0]"])
+    real_make_plan = runner_cli.make_plan
+    monkeypatch.setattr(runner_cli, "make_plan", lambda suite: real_make_plan(suite, fakes.FAKE_RESOLVERS))
+    monkeypatch.setattr(executors, "default_stage_fns", lambda: fakes.FAKE_FNS)
+    res = tmp_path / "res"
+    _fill_disk(monkeypatch, (lambda p: True) if when == "from-the-start" else _from_first_record)
+    rc = main(["run", str(tmp_path / "toy.yaml"), "--results-dir", str(res), "--set", "seeds=[0]", "--no-plots"])
+    captured = capsys.readouterr()
+    assert rc == 1 and "Traceback" not in captured.out + captured.err
+    assert len(captured.err.strip().splitlines()) == 1, captured.err
+    line = captured.err.strip()
+    assert line.startswith("byol-bench run: no space left on device writing ") and " free there" in line
+    assert str(res / ("plan.json" if when == "from-the-start" else "records")) in line
