@@ -1,6 +1,10 @@
 """``byol-bench pretrain CONFIG [key=value ...] --out RUN_DIR`` and ``byol-bench export RUN_DIR``.
 
 Under ``torchrun`` every process runs the same command; ``train`` reads the rank from the environment.
+
+Exit codes of ``pretrain``: 0 done (or stopped by ``run.stop_after_epochs``); 1 training diverged or no
+usable checkpoint; 2 config error; 74 (``EX_IOERR``) disk full, naming the path and the space needed;
+75 (``EX_TEMPFAIL``) stopped by SIGTERM / SIGUSR1 after checkpointing: run the same command to resume.
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ import sys
 
 from zoo.config import ConfigError
 
-__all__ = ["main", "export_main"]
+__all__ = ["main", "export_main", "DISK_FULL_EXIT"]
+
+DISK_FULL_EXIT = 74  # sysexits.h EX_IOERR
 
 
 def main(argv: list[str]) -> int:
@@ -27,8 +33,9 @@ def main(argv: list[str]) -> int:
     resume.add_argument("--no-resume", dest="resume", action="store_false", help="start from scratch")
     args = parser.parse_args(argv)
 
+    from pretrain.checkpoint import CheckpointError, DiskFull
     from pretrain.config import load_pretrain_config
-    from pretrain.train import TrainingDiverged, train
+    from pretrain.train import PREEMPTED_EXIT, Preempted, TrainingDiverged, train
 
     try:
         cfg = load_pretrain_config(args.config, args.overrides)
@@ -38,9 +45,15 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"byol-bench pretrain: config error: {exc}", file=sys.stderr)
         return 2
-    except TrainingDiverged as exc:
+    except (TrainingDiverged, CheckpointError) as exc:
         print(f"byol-bench pretrain: {exc}", file=sys.stderr)
         return 1
+    except DiskFull as exc:
+        print(f"byol-bench pretrain: {exc}", file=sys.stderr)
+        return DISK_FULL_EXIT
+    except Preempted as exc:
+        print(f"byol-bench pretrain: {exc}", file=sys.stderr)
+        return PREEMPTED_EXIT
     print(run_dir)
     return 0
 
@@ -72,6 +85,7 @@ def export_main(argv: list[str]) -> int:
         help="online (default: the encoder BYOL keeps, paper Sec. 3.1) or target (EMA) backbone",
     )
     args = parser.parse_args(argv)
+    from pretrain.checkpoint import CheckpointError, DiskFull
     from pretrain.export import export_run
 
     try:
@@ -79,5 +93,11 @@ def export_main(argv: list[str]) -> int:
     except (FileNotFoundError, ConfigError) as exc:
         print(f"byol-bench export: {exc}", file=sys.stderr)
         return 2
+    except CheckpointError as exc:
+        print(f"byol-bench export: {exc}", file=sys.stderr)
+        return 1
+    except DiskFull as exc:
+        print(f"byol-bench export: {exc}", file=sys.stderr)
+        return DISK_FULL_EXIT
     print(out)
     return 0

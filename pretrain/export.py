@@ -15,6 +15,15 @@ from typing import Any, Literal
 
 import torch
 
+from pretrain.checkpoint import (
+    CHECKPOINT,
+    disk_guard,
+    load_checkpoint,
+    load_checkpoint_into,
+    load_run_config,
+    read_metrics,
+)
+from pretrain.model import build_model
 from zoo.artifact import ArtifactMeta, save_artifact
 from zoo.backbones import get_spec
 from zoo.config import to_dict
@@ -57,9 +66,6 @@ def export_run(
     exported and the checkpoint step. Standard-stem ResNets also get ``detectron2.pkl``. The directory
     appears atomically, complete with the ``.pkl``.
     """
-    from pretrain.checkpoint import CHECKPOINT, load_checkpoint_into, load_run_config, read_metrics
-    from pretrain.model import build_model
-
     if network not in ("online", "target"):
         raise ValueError(f"network must be 'online' or 'target', got {network!r}")
     run_dir = Path(run_dir)
@@ -69,7 +75,10 @@ def export_run(
         raise FileNotFoundError(f"{run_dir} has no checkpoint ({CHECKPOINT}); is it a pretrain run directory?")
     cfg = load_run_config(run_dir)
     model = build_model(cfg)
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    loaded = load_checkpoint(run_dir, map_location="cpu", fallback=False)  # sha256-checked; errors name the path
+    if loaded is None:
+        raise FileNotFoundError(f"{ckpt_path} vanished while exporting")
+    ckpt = loaded.state
     load_checkpoint_into(model, ckpt)
     backbone = model.backbone if network == "online" else model.target_backbone
     projector = model.projector if network == "online" else model.target_projector
@@ -110,13 +119,26 @@ def export_run(
         },
         **({"mean": mean, "std": std} if mean and std else {}),
     )
+    # the weights twice (artifact + detectron2 .pkl) and the heads: what a full disk is told is needed
+    needed = 2 * sum(t.numel() * t.element_size() for m in (backbone, projector, model.predictor) for t in _tensors(m))
+    with disk_guard(out, needed):
+        _write_artifact(out, backbone, meta, heads, cfg.backbone.arch, network)
+    return out
+
+
+def _tensors(module: torch.nn.Module) -> list[torch.Tensor]:
+    return list(module.state_dict().values())
+
+
+def _write_artifact(
+    out: Path, backbone: torch.nn.Module, meta: ArtifactMeta, heads: dict[str, Any], arch: str, network: str
+) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_root = make_temp_dir(f".{out.name}.", out.parent)
     try:
         tmp = save_artifact(tmp_root / "a", backbone, meta, heads=heads)
-        if get_spec(cfg.backbone.arch).detectron2_compatible:
+        if get_spec(arch).detectron2_compatible:
             save_detectron2_pkl(tmp / DETECTRON2_PKL, backbone.state_dict(), extra={"network": network})
         atomic_replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
-    return out

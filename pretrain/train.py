@@ -7,12 +7,21 @@ Run directory::
     metrics.jsonl         one JSON object per logged step (loss, tau, lr, images_per_s, proj_std …)
                           and per epoch (knn_val_top1, proj_std of the epoch, collapsed)
     train.log             the human-readable log
-    checkpoints/last.pt   online + target + optimiser + scaler + step + RNG states (atomic)
+    checkpoints/last.pt   online + target + optimiser + scaler + step + RNG states + the running epoch's
+                          proj_std values, with last.pt.sha256 beside it; prev.pt (+ .sha256) the one
+                          before (pretrain.checkpoint: the format, its rotation and integrity check)
     artifact/             zoo artifact of the online backbone (+ heads, + detectron2.pkl for ResNets)
 
 Reproducibility and resume. Every random draw of a step comes from generators seeded by
 ``(seed, epoch)`` (data order, shared by all ranks) and ``(seed, rank, step)`` (augmentations), so a run
 resumed from a checkpoint at step k replays steps k, k+1, … exactly as an uninterrupted run would.
+
+Pre-emption. SIGTERM and SIGUSR1 (what a scheduler sends: Slurm's ``--signal``), and inside a submitit job its
+pre-emption signal (``SUBMITIT_PREEMPT_SIGNAL``, USR2 by default), do not kill the run: the step in progress
+finishes, a checkpoint is written, and ``train`` raises ``Preempted``; ``byol-bench pretrain`` then exits with
+``PREEMPTED_EXIT`` = 75 (``EX_TEMPFAIL``: try again). Running the same command again resumes from that step.
+A Python handler that was installed for the signal before ``train`` (submitit's: it requeues the job) is
+called after the checkpoint is written.
 
 Multi-process. Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised here (NCCL on GPU,
 gloo on CPU); each rank takes a disjoint slice of every global batch; gradients are averaged by DDP; rank 0
@@ -26,7 +35,9 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -45,12 +56,20 @@ from pretrain.byol import projection_std, tau_schedule
 from pretrain.checkpoint import (
     ARTIFACT,
     CHECKPOINT,
+    CheckpointError,
+    DiskFull,
     MetricsLog,
     checkpoint_state,
+    clean_stale_temp,
+    disk_guard,
+    has_checkpoint,
+    load_checkpoint,
     load_checkpoint_into,
     load_run_config,
     read_metrics,
+    save_checkpoint,
     set_rng_state,
+    settle_checkpoints,
 )
 from pretrain.config import RUN_CONTROL_KEYS, PretrainConfig, derive
 from pretrain.knn import knn_accuracy
@@ -58,13 +77,17 @@ from pretrain.model import build_model, head_specs
 from pretrain.optim import build_optimizer, lr_at, param_groups
 from zoo.config import ConfigError, to_dict
 from zoo.datasets import ClassificationSplit, DatasetOptions, load_dataset
-from zoo.io import atomic_torch_save, atomic_write_json, atomic_write_text, code_version, machine_info
+from zoo.io import atomic_write_json, atomic_write_text, code_version, machine_info
 
 # build_model, head_specs, load_run_config, read_metrics, load_checkpoint_into: their rooms are
 # pretrain.model and pretrain.checkpoint; importable from here as before
 __all__ = [
     "train",
     "TrainingDiverged",
+    "Preempted",
+    "PREEMPTED_EXIT",
+    "CheckpointError",
+    "DiskFull",
     "build_model",
     "head_specs",
     "load_run_config",
@@ -79,6 +102,69 @@ log = logging.getLogger("pretrain")
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN/Inf; the last good checkpoint is kept in the run directory."""
+
+
+PREEMPTED_EXIT = 75  # sysexits.h EX_TEMPFAIL: "temporary failure; the user is invited to retry"
+
+
+class Preempted(RuntimeError):
+    """A stop signal arrived; the step in progress finished and a checkpoint of it was written."""
+
+    def __init__(self, message: str, signum: int, step: int) -> None:
+        super().__init__(message)
+        self.signum, self.step = signum, step
+
+
+def _stop_signals() -> list[int]:
+    """SIGTERM and SIGUSR1, plus submitit's pre-emption signal inside a submitit job."""
+    sigs = [signal.SIGTERM, signal.SIGUSR1]
+    if os.environ.get("SUBMITIT_EXECUTOR"):
+        name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2").upper()
+        sig = getattr(signal, name if name.startswith("SIG") else f"SIG{name}", None)
+        if sig is not None and sig not in sigs:
+            sigs.append(sig)
+    return sigs
+
+
+class _StopRequest:
+    """Stop signals turned into a flag the loop reads after each step (installed from the main thread only)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}  # the handlers ours replaced
+        self.installed = False
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.signum is None:  # only a flag: the loop finishes its step and checkpoints
+            self.signum = signum
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread; signals then act as before
+        for sig in _stop_signals():
+            self.previous[sig] = signal.signal(sig, self._handler)
+        self.installed = True
+
+    def restore(self) -> None:
+        if self.installed:
+            for sig, handler in self.previous.items():
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+            self.installed = False
+
+    def pass_on(self, signum: int) -> None:
+        """Call the handler that was installed for ``signum`` before ours (submitit's requeue), if any."""
+        handler = self.previous.get(signum)
+        if callable(handler):
+            handler(signum, None)
+
+    def requested(self, d: _Dist, device: torch.device) -> bool:
+        """Whether any rank received a stop signal (all ranks agree, so they stop at the same step)."""
+        flag = self.signum is not None
+        if d.active:
+            t = torch.tensor([1.0 if flag else 0.0], device=device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag = bool(t.item() > 0)
+        return flag
 
 
 # --------------------------------------------------------------------------------------------------
@@ -213,11 +299,27 @@ def _amp_dtype(cfg: PretrainConfig, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
+class _RunLogHandler(logging.FileHandler):
+    """``train.log``; a write that fails (a full disk) is reported in one line, once, not as a traceback per
+    log call: the error that stops the run is the one raised by the checkpoint or metrics write."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            super().handleError(record)
+            return
+        if not self.failed:
+            self.failed = True
+            print(f"[pretrain] cannot write {self.baseFilename}: {exc}; the log continues on stderr", file=sys.stderr)
+
+
 def _setup_logging(run_dir: Path, main: bool) -> logging.Handler | None:
     log.setLevel(logging.INFO if main else logging.WARNING)
     if not main:
         return None
-    handler = logging.FileHandler(run_dir / "train.log")
+    handler = _RunLogHandler(run_dir / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in log.handlers):
@@ -248,18 +350,29 @@ def train(cfg: PretrainConfig, run_dir: str | Path, resume: bool = True) -> Path
         run_dir.mkdir(parents=True, exist_ok=True)
     d.barrier()
     handler = _setup_logging(run_dir, d.main)
+    stop = _StopRequest()
+    stop.install()
     try:
-        return _train(cfg, run_dir, resume, d, device)
+        return _train(cfg, run_dir, resume, d, device, stop)
+    except Preempted as exc:
+        stop.restore()
+        stop.pass_on(exc.signum)  # submitit's handler checkpoints the job's call and requeues it (and exits)
+        raise
     finally:
+        stop.restore()
         if handler is not None:
             log.removeHandler(handler)
             handler.close()
         d.teardown()
 
 
-def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: torch.device) -> Path:
-    ckpt_path = run_dir / CHECKPOINT
-    if resume and ckpt_path.exists() and (run_dir / "config.yaml").exists():
+def _train(
+    cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: torch.device, stop: _StopRequest
+) -> Path:
+    if d.main:
+        clean_stale_temp(run_dir)  # a killed run's temporary checkpoint / artifact files
+    d.barrier()
+    if resume and has_checkpoint(run_dir) and (run_dir / "config.yaml").exists():
         diff = _config_diff(load_run_config(run_dir), cfg)
         if diff:
             raise ConfigError(
@@ -309,36 +422,47 @@ def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: t
 
     # ---- resume ------------------------------------------------------------------------------------
     start = 0
+    epoch_std: list[float] = []  # proj_std of each step of the epoch in progress (checkpointed)
     metrics = MetricsLog(run_dir / "metrics.jsonl", d.main, run_dir / "tensorboard" if cfg.run.tensorboard else None)
-    if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        load_checkpoint_into(model, ckpt)
-        opt.load_state_dict(ckpt["optimizer"])
-        if scaler is not None and ckpt["scaler"]:
-            scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"])
+    loaded = load_checkpoint(run_dir, map_location=device) if resume else None
+    if loaded is not None:
+        ckpt = loaded.state
+        try:
+            load_checkpoint_into(model, ckpt)
+            opt.load_state_dict(ckpt["optimizer"])
+            if scaler is not None and ckpt["scaler"]:
+                scaler.load_state_dict(ckpt["scaler"])
+            set_rng_state(ckpt["rng"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{loaded.path} does not fit this run's model: {type(exc).__name__}: {exc}") from exc
         start = int(ckpt["step"])
-        metrics.truncate(start)
-        log.info("resumed %s at step %d / %d (epoch %d)", run_dir, start, total, start // spe)
+        epoch_std = [float(v) for v in ckpt.get("epoch_proj_std", [])]  # absent in checkpoints of older versions
+        d.barrier()
+        if d.main:
+            settle_checkpoints(run_dir, loaded)  # set a rejected newer file aside; its checksum file matches
+            metrics.truncate(start)
+        log.info("resumed %s at step %d / %d (epoch %d) from %s", run_dir, start, total, start // spe, loaded.path)
     elif d.main:
         metrics.truncate(-1)
 
     if d.main:
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        atomic_write_json(
-            run_dir / "derived.json",
-            {
-                **asdict(derived),
-                "device": str(device),
-                "amp_dtype": str(amp_dtype).replace("torch.", "") if amp_dtype else None,
-                "sync_batchnorm": bool(d.active and device.type == "cuda"),
-                "train_split": data.describe,
-                "machine": machine_info(),
-                "code_version": code_version(),
-                "torch_threads": torch.get_num_threads(),
-                "malloc_tuning": malloc,  # per mallopt setting whether glibc took it; null: not applied
-            },
-        )
+        config_text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+        with disk_guard(run_dir / "config.yaml", len(config_text) + 4096):  # + derived.json
+            atomic_write_text(run_dir / "config.yaml", config_text)
+            atomic_write_json(
+                run_dir / "derived.json",
+                {
+                    **asdict(derived),
+                    "device": str(device),
+                    "amp_dtype": str(amp_dtype).replace("torch.", "") if amp_dtype else None,
+                    "sync_batchnorm": bool(d.active and device.type == "cuda"),
+                    "train_split": data.describe,
+                    "machine": machine_info(),
+                    "code_version": code_version(),
+                    "torch_threads": torch.get_num_threads(),
+                    "malloc_tuning": malloc,  # per mallopt setting whether glibc took it; null: not applied
+                },
+            )
     if d.active and device.type != "cuda":
         log.info("DDP on CPU (gloo): torch has no CPU SyncBatchNorm; each rank uses its own BN batch statistics")
 
@@ -363,7 +487,10 @@ def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: t
             raw.backbone, *knn_bank, *knn_query, data.num_classes, k=cfg.run.knn_k, t=cfg.run.knn_temperature
         )
 
+    saved_step = start
+
     def save(step: int) -> None:
+        nonlocal saved_step
         if not all(bool(torch.isfinite(p).all()) for p in raw.parameters()):
             msg = (
                 f"weights became non-finite at step {step}; stopping without overwriting the last good "
@@ -372,7 +499,8 @@ def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: t
             log.error(msg)
             raise TrainingDiverged(msg)
         if d.main:
-            atomic_torch_save(checkpoint_state(raw, opt, scaler, step, step // spe), run_dir / CHECKPOINT)
+            save_checkpoint(checkpoint_state(raw, opt, scaler, step, step // spe, epoch_std), run_dir)
+        saved_step = step
 
     ref_std = 1.0 / math.sqrt(cfg.heads.projector_out)
     if start == 0 and d.main:
@@ -394,7 +522,6 @@ def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: t
     per = derived.per_rank_batch
     stop_epoch = cfg.run.stop_after_epochs
     autocast = torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
-    epoch_std: list[float] = []
     window_t, window_n = time.perf_counter(), 0
     perm_epoch, perm = -1, torch.empty(0, dtype=torch.long)
     step_model.train()
@@ -509,6 +636,18 @@ def _train(cfg: PretrainConfig, run_dir: Path, resume: bool, d: _Dist, device: t
                 save_t0 = time.perf_counter()
                 save(step)
                 checkpoint_s += time.perf_counter() - save_t0
+            if step < total and stop.requested(d, device):
+                if saved_step != step:
+                    save(step)
+                signum = stop.signum if stop.signum is not None else signal.SIGTERM  # another rank's signal
+                name = signal.Signals(signum).name
+                msg = (
+                    f"{name} received: stopped after step {step} of {total} with its checkpoint "
+                    f"{run_dir / CHECKPOINT} written; exit {PREEMPTED_EXIT}, run the same command again to resume"
+                )
+                log.warning(msg)
+                d.barrier()
+                raise Preempted(msg, signum, step)
             if end_of_epoch and stop_epoch is not None and step // spe >= stop_epoch and step < total:
                 log.info("stopping after epoch %d as run.stop_after_epochs says; resume to continue", step // spe)
                 d.barrier()
