@@ -290,6 +290,27 @@ def _stop_pool(pool: Any, grace_s: float = 5.0) -> int:
     return len(procs)
 
 
+class RequeueOnPreemption:
+    """``execute_job`` as submitit runs it: a ``submitit.helpers.Checkpointable``-style callable.
+
+    On pre-emption or time-out Slurm sends submitit's signal (USR2, ``--signal=USR2@90``); submitit's handler
+    (``submitit/core/job_environment.py: SignalHandler.checkpoint_and_try_requeue``) calls ``checkpoint`` of
+    the submitted callable and requeues what it returns, as Lightning's SLURM plugin requeues on its signal.
+    Ours resubmits the same job. Pretraining receives the signal first (``pretrain.train`` handles it:
+    finishes the step, writes its checkpoint, then passes the signal on to submitit's handler), so the
+    requeued job resumes from that step; any other job starts over.
+    """
+
+    def __call__(self, store_root: str, job_dict: dict[str, Any], fns: StageFns | None = None) -> JobOutcome:
+        return execute_job(store_root, job_dict, fns)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """The same call, resubmitted (``submitit.helpers.DelayedSubmission``)."""
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self, *args, **kwargs)
+
+
 class SubmititExecutor:
     """submitit: Slurm array jobs per stage (artifacts, then evaluations), or its local/debug clusters."""
 
@@ -364,7 +385,7 @@ class SubmititExecutor:
             for (gpus, timeout, name), group in by_limits.items():
                 ex = self._executor(gpus, timeout, name)
                 with ex.batch():
-                    futures = [ex.submit(execute_job, str(store.root), j.to_dict(), fns) for j in group]
+                    futures = [ex.submit(RequeueOnPreemption(), str(store.root), j.to_dict(), fns) for j in group]
                 submitted += list(zip(group, futures))
                 log(f"submitted {len(group)} job(s) ({gpus} GPU, {timeout} min) to submitit {self.cluster or 'auto'}")
             for job, fut in submitted:

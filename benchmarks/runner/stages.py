@@ -98,7 +98,12 @@ def artifact_identity(path: str) -> dict[str, Any]:
 
 # running ------------------------------------------------------------------------------------------------
 def run_pretrain(job: Job, run_dir: Path) -> None:
-    """``pretrain.train.train`` in this process, or ``torchrun ... byol-bench pretrain`` when the job has > 1 GPU."""
+    """``pretrain.train.train`` in this process, or ``torchrun ... byol-bench pretrain`` when the job has > 1 GPU.
+
+    A stop signal (SIGTERM, SIGUSR1) lets pretraining finish its step and checkpoint; then the signal is
+    delivered again, so the process ends as the signal would have ended it (a pool worker must not outlive
+    a killed runner) unless a handler installed before (submitit's) decides otherwise.
+    """
     from pretrain.config import PretrainConfig
     from zoo.config import from_dict
 
@@ -106,9 +111,13 @@ def run_pretrain(job: Job, run_dir: Path) -> None:
     if job.gpus > 1:
         _torchrun_pretrain(job, run_dir)
         return
-    from pretrain.train import train
+    from pretrain.train import Preempted, train
 
-    train(cfg, run_dir, resume=True)
+    try:
+        train(cfg, run_dir, resume=True)
+    except Preempted as exc:
+        os.kill(os.getpid(), exc.signum)  # train has put the previous handler back; the checkpoint is written
+        raise
 
 
 def _torchrun_pretrain(job: Job, run_dir: Path) -> None:
