@@ -260,3 +260,14 @@ def test_run_cli_ends_in_one_line_on_a_full_disk(tmp_path, fake_env, monkeypatch
     line = captured.err.strip()
     assert line.startswith("byol-bench run: no space left on device writing ") and " free there" in line
     assert str(res / ("plan.json" if when == "from-the-start" else "records")) in line
+
+
+def test_published_records_carry_their_checksum():
+    """results/ was sealed once (tools/seal_records.py): each published record is checked, not just read."""
+    from zoo.records import read_record
+
+    repo = Path(__file__).resolve().parents[2]
+    paths = sorted(repo.glob("results/*/records/*.json"))
+    assert paths
+    for path in paths:
+        assert read_record(path, require_checksum=True).sealed
