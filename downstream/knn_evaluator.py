@@ -48,6 +48,16 @@ class KnnConfig:
             raise ValueError("recall_ks must be positive integers")
 
 
+def _metric_names(cfg: KnnConfig) -> list[str]:
+    """Every metric ``knn`` returns under ``cfg`` (the keys written below)."""
+    names = [f"top{t}_k{k}" for k in cfg.k for t in (1, 5)]
+    if cfg.retrieval:
+        names += ["map_at_r", *(f"recall_at_{k}" for k in cfg.recall_ks)]
+    if cfg.grid:
+        names += ["top1_selected", "top5_selected", "val_top1_selected", "k_selected", "temperature_selected"]
+    return names
+
+
 @register_evaluator(
     "knn",
     config=KnnConfig,
@@ -55,6 +65,7 @@ class KnnConfig:
     frozen=True,
     selection_rule="fixed k and T (no selection); with grid=true, (k, T) chosen by val top-1, test reported once",
     units={p: "fraction" for p in ("top1_*", "top5_*", "val_top1_*", "map_at_r", "recall_at_*")},
+    metrics=lambda cfg: _metric_names(cfg),
 )
 def knn(ctx: EvalContext, cfg: KnnConfig) -> dict[str, float]:
     """Weighted kNN (train bank, test queries) at each ``k``; MAP@R and Recall@K; optional val-chosen grid."""

@@ -172,6 +172,13 @@ def _standard(
     return metrics, {"rule": "final epoch", "epoch": cfg.epochs}
 
 
+def _metric_names(cfg: LinearConfig) -> list[str]:
+    """Every metric ``linear`` returns under ``cfg`` (the keys of ``_fast``, ``_standard`` and the low-shot means)."""
+    if cfg.low_shot:
+        return [f"{k}_{s}" for k in ("top1", "top5", "val_top1") for s in ("mean", "std")] + ["draws", "train_size"]
+    return ["top1", "top5", "val_top1", "l2" if cfg.protocol == "fast" else "train_loss"]
+
+
 @register_evaluator(
     "linear",
     config=LinearConfig,
@@ -182,6 +189,7 @@ def _standard(
         "standard: fixed hyper-parameters, final epoch reported; low-shot: the same per draw, mean and std"
     ),
     units={p: "fraction" for p in ("top1", "top5", "val_top1", "top1_*", "top5_*", "val_top1_*")},
+    metrics=lambda cfg: _metric_names(cfg),
 )
 def linear(ctx: EvalContext, cfg: LinearConfig) -> dict[str, float]:
     """Linear probe (fast or standard protocol), optionally low-shot over several label draws."""

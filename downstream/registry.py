@@ -54,10 +54,16 @@ class EvaluatorSpec:
     selection_rule: str  # how reported numbers were selected (goes into every record)
     # (fnmatch pattern, unit) per metric family, first match wins; unmatched metrics have no unit (a count, λ, R²)
     units: tuple[tuple[str, str], ...] = ()
+    # cfg -> fnmatch patterns of every metric name the evaluator returns under cfg; None: not declared
+    metrics: Callable[[Any], list[str]] | None = None
 
     def unit(self, metric: str) -> str | None:
         """The unit ``metric`` is stored in (one of ``UNITS``), or None."""
         return next((u for pattern, u in self.units if fnmatch.fnmatchcase(metric, pattern)), None)
+
+    def metric_names(self, cfg: Any) -> list[str] | None:
+        """The fnmatch patterns of the metrics returned under ``cfg``; None when the evaluator declares none."""
+        return None if self.metrics is None else list(self.metrics(cfg))
 
 
 EVALUATORS: dict[str, EvaluatorSpec] = {}
@@ -71,11 +77,14 @@ def register_evaluator(
     frozen: bool,
     selection_rule: str,
     units: dict[str, str] | None = None,
+    metrics: Callable[[Any], list[str]] | None = None,
 ) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
     """Register ``fn(ctx, cfg) -> dict[str, float]`` under ``name``.
 
     ``units`` maps fnmatch patterns of metric names to the unit they are stored in (a key of ``UNITS``),
     e.g. ``{"top1*": "fraction"}``; the record lists each metric's unit and leaderboards name it.
+    ``metrics(cfg)`` lists (fnmatch patterns of) the metric names the evaluator returns under ``cfg``, so that
+    a suite naming a metric it never returns is refused when it is planned, not after the run.
     """
     bad = sorted(set((units or {}).values()) - set(UNITS))
     if bad:
@@ -85,7 +94,7 @@ def register_evaluator(
         if name in EVALUATORS:
             raise ValueError(f"evaluator '{name}' is already registered")
         spec_units = tuple((units or {}).items())
-        EVALUATORS[name] = EvaluatorSpec(name, fn, config, task, frozen, selection_rule, spec_units)
+        EVALUATORS[name] = EvaluatorSpec(name, fn, config, task, frozen, selection_rule, spec_units, metrics)
         return fn
 
     return deco

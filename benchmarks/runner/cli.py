@@ -177,7 +177,17 @@ def run_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="byol-bench run", description=run_main.__doc__)
     p.add_argument("suite", help="suite YAML, e.g. benchmarks/suites/quickstart.yaml")
     p.add_argument("--results-dir", default=None, help="default: the suite's results_dir or outputs/<name>")
-    p.add_argument("--dry-run", action="store_true", help="print the plan (to run / cached) and exit")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (to run / cached) and check it: exit 1 on a job that cannot run, an unknown metric, "
+        "a plan that does not fit the executor's memory, or a dataset root without its files",
+    )
+    p.add_argument(
+        "--no-data-check",
+        action="store_true",
+        help="with --dry-run: do not look at the dataset roots (plan on a machine without the data)",
+    )
     p.add_argument("--executor", choices=["local", "slurm", "submitit-local", "submitit-debug"], default=None)
     p.add_argument("--workers", type=int, default=None, help="local parallel workers (processes)")
     p.add_argument(
@@ -213,7 +223,19 @@ def run_main(argv: list[str]) -> int:
         return 2
     only = set(args.only) if args.only else None
     if args.dry_run:
+        from .checks import plan_problems
+
         print(dry_run_table(plan, store, args.executor))
+        problems = plan_problems(plan, store, data_check=not args.no_data_check)
+        if args.no_data_check:
+            print("dataset roots not checked (--no-data-check)")
+        if problems:
+            print(f"\nbyol-bench run: the dry run found {len(problems)} problem(s):", file=sys.stderr)
+            for problem in problems:
+                print(f"  {problem}", file=sys.stderr)
+            return 1
+        roots = "" if args.no_data_check else "; every dataset root has its files"
+        print(f"plan checked: every job can run, every named metric exists, memory fits{roots}")
         return 0
     start = time.time()
     print(f"suite '{suite.name}': {len(plan.jobs)} jobs, results in {store.root}")

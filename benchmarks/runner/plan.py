@@ -103,6 +103,9 @@ class Resolvers:
     # dotted pretrain keys left out of the identity while they hold this value (keys added after results
     # were published, at the value every earlier run had: the published job hashes stay valid)
     identity_defaults: dict[str, Any] = field(default_factory=dict)
+    # (evaluator, dataset, resolved eval config) -> the config as it identifies the job: a value left to a
+    # default resolved at run time (detection's num_workers: the preset's) is identified by what it resolves to
+    eval_identity: Callable[[str, str, dict[str, Any]], dict[str, Any]] | None = None
 
 
 def drop_keys(d: dict[str, Any], dotted: frozenset[str] | set[str]) -> dict[str, Any]:
@@ -210,6 +213,8 @@ def make_plan(suite: SuiteSpec, resolvers: Resolvers | None = None) -> Plan:
                     **upstream,
                 }
                 ident = {k: v for k, v in spec.items() if k not in ("config_path", "overrides")} if eval_cfg else spec
+                if eval_cfg and resolvers.eval_identity is not None:
+                    ident = {**ident, "config": resolvers.eval_identity(ev.evaluator, ev.dataset, eval_cfg)}
                 error = eval_error or up_error if dep is None else eval_error
                 job_id = stable_hash({"kind": "eval", **ident}) if not error else stable_hash([name, seed, error])
                 jobs.append(

@@ -30,6 +30,7 @@ __all__ = [
     "resolve_baseline",
     "resolve_eval_config",
     "artifact_identity",
+    "eval_identity",
     "run_pretrain",
     "run_random_init",
     "run_supervised",
@@ -61,7 +62,13 @@ def default_resolvers() -> Resolvers:
     except ImportError:
         RUN_CONTROL_KEYS, IDENTITY_DEFAULTS = frozenset(), {}  # noqa: N806 - no pretraining stage: its jobs say so
     return Resolvers(
-        resolve_pretrain, resolve_baseline, resolve_eval_config, artifact_identity, RUN_CONTROL_KEYS, IDENTITY_DEFAULTS
+        resolve_pretrain,
+        resolve_baseline,
+        resolve_eval_config,
+        artifact_identity,
+        RUN_CONTROL_KEYS,
+        IDENTITY_DEFAULTS,
+        eval_identity,
     )
 
 
@@ -87,6 +94,23 @@ def resolve_eval_config(evaluator: str, config: str | None, overrides: list[str]
     from zoo.config import load_config, to_dict
 
     return to_dict(load_config(get_evaluator(evaluator).config, config, overrides))
+
+
+def eval_identity(evaluator: str, dataset: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The eval config as it identifies a job: detection's ``num_workers: null`` is the preset's loader workers.
+
+    So a job is identified by the workers it runs with (they seed detectron2's per-worker augmentation), and
+    the published CPU-preset jobs, which ran with 0 workers, keep their hashes.
+    """
+    if evaluator != "detection" or config.get("num_workers") is not None:
+        return config
+    try:
+        from downstream.detection.config import load_preset
+
+        preset = load_preset(config.get("preset"), dataset=dataset)
+    except Exception:  # noqa: BLE001 - an unknown preset fails the job itself, with its own message
+        return config
+    return {**config, "num_workers": int(preset.d2.get("DATALOADER.NUM_WORKERS", 4))}  # 4: detectron2's default
 
 
 def artifact_identity(path: str) -> dict[str, Any]:

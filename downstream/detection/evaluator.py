@@ -40,6 +40,10 @@ def _num_gpus(ctx: EvalContext, cfg: DetectionConfig) -> int:
     selection_rule="fixed preset schedule, final-iteration model; test split evaluated once per trial; "
     "mean and std over trials (seeds seed..seed+trials-1)",
     units={"AP*": "AP points"},  # AP AP50 AP75 APs APm APl AP-<class> and their _std
+    # COCO box AP (rescore.coco_box_metrics), each with its std over trials (rescore.aggregate_trials)
+    metrics=lambda cfg: (
+        [f"{m}{s}" for m in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AP-*") for s in ("", "_std")] + ["trials"]
+    ),
 )
 def detection(ctx: EvalContext, cfg: DetectionConfig) -> dict[str, float]:
     """Fine-tune Faster R-CNN from the artifact's backbone; COCO box AP (mean/std over trials)."""

@@ -117,7 +117,8 @@ def build_d2_config(
     c.MODEL.DEVICE = device
     c.OUTPUT_DIR = output_dir
     c.SEED = seed
-    c.DATALOADER.NUM_WORKERS = cfg.num_workers
+    if cfg.num_workers is not None:  # only an explicit setting replaces the preset's loader workers
+        c.DATALOADER.NUM_WORKERS = cfg.num_workers
     if cfg.max_iter is not None:
         c.SOLVER.STEPS = _scaled_steps(tuple(c.SOLVER.STEPS), c.SOLVER.MAX_ITER, cfg.max_iter)
         c.SOLVER.WARMUP_ITERS = min(c.SOLVER.WARMUP_ITERS, max(1, cfg.max_iter // 5))

@@ -101,9 +101,12 @@ def test_suite_roots_come_from_the_environment(tmp_path, monkeypatch):
 
 def test_run_needs_the_variable_but_dry_run_plans_without_it(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("STL10_ROOT", raising=False)
-    assert run_main([str(SUITES / "stl10-byol.yaml"), "--results-dir", str(tmp_path), "--dry-run"]) == 0
+    args = [str(SUITES / "stl10-byol.yaml"), "--results-dir", str(tmp_path), "--dry-run"]
+    assert run_main([*args, "--no-data-check"]) == 0  # plans; the roots are not looked at
     out = capsys.readouterr().out
     assert "warning: ${STL10_ROOT} is not set" in out and "estimated GPU-hours" in out
+    assert run_main(args) == 1  # the data check refuses a root that comes from an unset variable
+    assert "${STL10_ROOT}, which is not set" in capsys.readouterr().err
     assert run_main([str(SUITES / "stl10-byol.yaml"), "--results-dir", str(tmp_path)]) == 2
     assert "STL10_ROOT" in capsys.readouterr().err
 
@@ -132,13 +135,20 @@ def test_published_suite_loads_plans_and_dry_runs(name, tmp_path, monkeypatch):
 
 
 def test_dry_run_numbers_of_the_paper_recipe(tmp_path, monkeypatch):
-    """ImageNet R50: 300 epochs x 281 steps x 4096 images at 305 img/s; torchrun over 8 GPUs; 161 GiB/process."""
+    """ImageNet R50 on all 1,281,167 train/ images: 312 steps x 4096 at 305 img/s for 300 and for 1000 epochs;
+    torchrun over 8 GPUs; 179.6 GiB per process. DeepMind's presets per length (byol/configs/byol.py 21-23)."""
     pytest.importorskip("pretrain.config")
     monkeypatch.setenv("IMAGENET_ROOT", str(tmp_path))
     plan = make_plan(load_suite(SUITES / "imagenet-byol-r50.yaml"))
     table = dry_run_table(plan, Store(tmp_path / "res"))
-    pre = next(line for line in table.splitlines() if " pretrain " in line)
-    assert "torchrun ×8" in pre and f"{300 * 281 * 4096 / 305 / 3600:.1f}" in pre and "161.6" in pre
+    for variant, epochs in (("byol-300ep", 300), ("byol-1000ep", 1000)):
+        pre = next(line for line in table.splitlines() if f" {variant} " in line and " pretrain " in line)
+        assert "torchrun ×8" in pre and f"{epochs * 312 * 4096 / 305 / 3600:.1f}" in pre and "179.6" in pre
+    cfg = {j.variant: j.spec["config"] for j in plan.jobs if j.kind == "pretrain"}
+    got = {v: (c["optim"]["base_lr"], c["optim"]["weight_decay"], c["byol"]["tau_base"], c["run"]["epochs"])
+           for v, c in cfg.items()}  # fmt: skip
+    assert got == {"byol-300ep": (0.3, 1e-6, 0.99, 300), "byol-1000ep": (0.2, 1.5e-6, 0.996, 1000)}
+    assert {c["data"]["split"] for c in cfg.values()} == {"trainval"}  # the paper's TRAIN_AND_VALID
     slurm = dry_run_table(plan, Store(tmp_path / "res"), "slurm")
     assert "slurm, torchrun ×8, 8 GPU, 4320 min" in slurm
 
@@ -245,14 +255,17 @@ def test_the_published_three_seed_quickstart_is_the_quickstart_plus_raw_pixels_l
 
 
 @pytest.mark.parametrize("name", ["quickstart-3seeds", "ablation-predictor-momentum"])
-def test_published_pretrain_job_hashes_do_not_change(name):
-    """A config key added later (optim.lars_clip_lr) at its default leaves the published job hashes as they were,
-    so the records under results/ still belong to today's plan of the same suite."""
+def test_published_job_hashes_do_not_change(name):
+    """Keys added later at their default (optim.lars_clip_lr; detection's num_workers, now the preset's) leave
+    the published job hashes as they were, so the records under results/ still belong to today's plan."""
     pytest.importorskip("pretrain.config")
+    pytest.importorskip("downstream.api")
     from zoo.io import read_json
 
     published = read_json(REPO / "results" / name / "plan.json")
-    pub = {e["id"] for e in published["entries"] if e["kind"] == "pretrain"}
+    pub = {e["id"] for e in published["entries"]}
+    assert {e["kind"] for e in published["entries"]} >= {"pretrain", "eval"}
+    assert any(e["spec"].get("evaluator") == "detection" for e in published["entries"])
     seeds = sorted({e["seed"] for e in published["entries"]})
     now = {j.id for j in make_plan(load_suite(SUITES / f"{name}.yaml", [f"seeds={seeds}"])).jobs}
     assert pub and pub <= now
@@ -283,3 +296,21 @@ def test_every_published_pretrain_config_keeps_its_identity():
     assert checked >= 24
     clipped = {"optim": {"lars_clip_lr": True}}
     assert drop_defaults(clipped, res.identity_defaults) == clipped  # a run that clips gets a new identity
+
+
+def test_cifar10_200ep_runs_the_views_behind_lightlys_0869():
+    """lightly's 0.869 came from SimCLRTransform(input_size=32, cj_strength=0.5, gaussian_blur=0.0) at commit
+    03f534b3 (cifar10_benchmark.py lines 169-173, 237): both views alike, jitter 0.8 x 0.5 / 0.2 x 0.5, no blur,
+    no solarization (BYOL's solarizing view 2 came to lightly's BYOL later, without a re-run)."""
+    pytest.importorskip("pretrain.config")
+    from pretrain.config import load_pretrain_config
+
+    cfg = load_pretrain_config(REPO / "pretrain" / "configs" / "cifar10-byol-200ep.yaml")
+    import dataclasses
+
+    v1, v2 = cfg.augment.view1, cfg.augment.view2
+    assert dataclasses.asdict(v1) == dataclasses.asdict(v2)
+    assert (v1.brightness, v1.contrast, v1.saturation, v1.hue, v1.jitter_p) == (0.4, 0.4, 0.4, 0.1, 0.8)
+    assert (v1.solarize_p, v1.blur_p, v1.grayscale_p, tuple(v1.crop_scale)) == (0.0, 0.0, 0.2, (0.08, 1.0))
+    suite = load_suite(SUITES / "cifar10-byol.yaml", require_env=False)
+    assert "RTX A6000" in (suite.cost.device or "") and "V100" not in (suite.cost.device or "")

@@ -123,14 +123,19 @@ def test_stl10_suite_on_fake_binaries_through_submitit(tmp_path, monkeypatch, ca
 
 def test_imagenet100_suite_on_a_folder_tree_under_torchrun(tmp_path, monkeypatch, capsys):
     """The suite's executor asks for 2 GPUs: its pretraining runs as ``torchrun --nproc_per_node=2`` (gloo, CPU)."""
-    root = dataset_fakes.write_imagenet(tmp_path / "in100", classes=4, train_per_class=12, val_per_class=4)
+    from zoo.datasets.published import IMAGENET100_WNIDS
+
+    # ImageNet-100's own 100 class folders (any other tree is refused): 10 train images each (9 train, 1 val)
+    root = dataset_fakes.write_imagenet(
+        tmp_path / "in100", wnids=list(IMAGENET100_WNIDS), train_per_class=10, val_per_class=1, sizes=(24, 41)
+    )
     monkeypatch.setenv("IMAGENET100_ROOT", str(root))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     with socket.socket() as s:  # torchrun's rendezvous port (PET_ variables are its flags' environment form)
         s.bind(("127.0.0.1", 0))
         monkeypatch.setenv("PET_MASTER_PORT", str(s.getsockname()[1]))
     sets = [
-        f"variants.byol.overrides=[{TINY}, data.image_size=32, optim.batch_size=8]",
+        f"variants.byol.overrides=[{TINY}, data.image_size=32, optim.batch_size=8, data.limit=48]",
         "variants.random-init.overrides=[arch=resnet18, image_size=32]",
         "evaluations.0.dataset_options.image_size=32",
         "evaluations.1.dataset_options.image_size=32",
@@ -141,11 +146,11 @@ def test_imagenet100_suite_on_a_folder_tree_under_torchrun(tmp_path, monkeypatch
     derived = json.loads((run_dir / "derived.json").read_text())
     assert derived["world_size"] == 2 and derived["per_rank_batch"] == 4  # two processes shared each batch
     assert (run_dir / "suite-config.yaml").is_file()  # the config the runner handed to torchrun
-    assert derived["train_split"]["size"] == 44  # 90 % of the 48 train/ images; val/ is the test set
+    assert derived["train_split"]["split"] == "trainval"  # all of train/ (data.limit keeps 48 for speed)
     _same_recipe(_pretrain_config(tmp_path / "res"), _shipped("imagenet100-byol"), {"data.image_size", "data.root",
-                 "optim.batch_size", "run.epochs", "run.threads", "run.progress"})  # fmt: skip
+                 "optim.batch_size", "run.epochs", "run.threads", "run.progress", "data.limit"})  # fmt: skip
     tests = {r["dataset"]["splits"]["test"] for r in _records(tmp_path / "res")}
-    assert tests == {16}
+    assert tests == {100}
 
 
 def test_imagenet_r50_suite_on_a_folder_tree(tmp_path, monkeypatch, capsys):
@@ -153,18 +158,23 @@ def test_imagenet_r50_suite_on_a_folder_tree(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("IMAGENET_ROOT", str(root))
     sets = [
         "executor.gpus_per_job=1",  # 8 processes of ResNet-50 on a 2-core CPU would only be slow
-        f"variants.byol.overrides=[{TINY}, data.image_size=32, optim.batch_size=8]",
+        f"variants.byol-300ep.overrides=[{TINY}, data.image_size=32, optim.batch_size=8]",
+        f"variants.byol-1000ep.overrides=[{TINY}, data.image_size=32, optim.batch_size=8]",
         "variants.random-init.overrides=[arch=resnet50, image_size=32]",
         "evaluations.0.dataset_options.image_size=32",
         "evaluations.1.dataset_options.image_size=32",
     ]
     rc, out = _run(capsys, "imagenet-byol-r50", tmp_path / "res", sets)
-    _check_ran(rc, out, n_jobs=6, n_expected=2)
-    cfg = _pretrain_config(tmp_path / "res")
-    _same_recipe(cfg, _shipped("imagenet-byol-r50"), {"data.image_size", "data.root", "optim.batch_size",
-                 "run.epochs", "run.threads", "run.progress"})  # fmt: skip
-    assert cfg["backbone"]["arch"] == "resnet50" and cfg["byol"]["tau_base"] == 0.996
-    assert cfg["heads"]["projector_hidden"] == 4096 and cfg["optim"]["base_lr"] == 0.2
+    _check_ran(rc, out, n_jobs=9, n_expected=3)
+    changed = {"data.image_size", "data.root", "optim.batch_size", "run.epochs", "run.threads", "run.progress"}
+    ran = {}
+    for run in (p for p in (tmp_path / "res" / "runs").iterdir() if (p / "config.yaml").is_file()):
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        ran[cfg["byol"]["tau_base"]] = cfg
+    _same_recipe(ran[0.99], _shipped("imagenet-byol-r50-300ep"), changed)
+    _same_recipe(ran[0.996], _shipped("imagenet-byol-r50-1000ep"), changed)
+    assert ran[0.99]["optim"]["base_lr"] == 0.3 and ran[0.996]["optim"]["base_lr"] == 0.2
+    assert ran[0.99]["data"]["split"] == "trainval" and ran[0.99]["backbone"]["arch"] == "resnet50"
 
 
 @pytest.mark.detectron2

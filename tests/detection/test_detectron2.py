@@ -113,13 +113,13 @@ def test_corrupted_artifact_gives_clear_error(tmp_path: Path) -> None:
 
 
 def test_c4_presets_build_with_norm_after_res5() -> None:
-    assert {"digits-det-cpu", "coco-r50-fpn-1x", "voc0712-r50-c4-24k", "coco-r50-c4-2x"} <= set(list_presets())
+    assert {"digits-det-cpu", "coco-r50-fpn-1x", "voc0712-r50-c4-24k", "coco-faster-r50-c4-2x"} <= set(list_presets())
     model = _d2_model("voc0712-r50-c4-24k", "resnet50")
     assert type(model.roi_heads).__name__ == "Res5ROIHeadsExtraNorm"
     assert isinstance(model.roi_heads.res5[-1], torch.nn.BatchNorm2d)
     assert model.backbone.stem.conv1.norm.__class__.__name__ == "BatchNorm2d"  # BN, trained (FREEZE_AT=0)
     with pytest.raises(ValueError, match="bottleneck"):
-        _d2_model("coco-r50-c4-2x", "resnet18")
+        _d2_model("coco-faster-r50-c4-2x", "resnet18")
 
 
 def test_preset_unknown_key_and_name(tmp_path: Path) -> None:
@@ -249,3 +249,17 @@ def test_detection_evaluator_end_to_end(tmp_path: Path) -> None:
     per_trial, agg = rescore_record(tmp_path / "rec.json")
     assert [t["metrics"] for t in trials] == per_trial
     assert compare_metrics(m, agg) == []
+
+
+@pytest.mark.parametrize(("num_workers", "expected"), [(None, 4), (0, 0), (2, 2)])
+def test_loader_workers_are_the_presets_unless_set(num_workers, expected) -> None:
+    """coco-r50-fpn-1x states DATALOADER.NUM_WORKERS: 4; only an explicit num_workers replaces it."""
+    assert load_preset("coco-r50-fpn-1x").d2["DATALOADER.NUM_WORKERS"] == 4
+    cfg = build_d2_config(
+        load_preset("coco-r50-fpn-1x"),
+        DetectionConfig(preset="coco-r50-fpn-1x", num_workers=num_workers),
+        backbone=BackboneWeights("pkl", "resnet50", ""),
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, num_classes=3, train_name="unused_train", test_name="unused_test",
+        output_dir="/nonexistent", seed=0, device="cpu", num_gpus=0,
+    )  # fmt: skip
+    assert cfg.DATALOADER.NUM_WORKERS == expected
