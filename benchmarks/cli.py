@@ -7,10 +7,11 @@ when used, so a stage's optional dependencies never slow down or break the other
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import sys
 from pathlib import Path
+
+DISK_FULL_EXIT = 74  # sysexits.h EX_IOERR, as ``byol-bench pretrain`` exits on a full disk
 
 # sub-command -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -66,13 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(getattr(module, func_name)(rest) or 0)
     except OSError as exc:  # a full disk ends in one line naming the file and the room it needed, not a traceback
-        if exc.errno != errno.ENOSPC:
-            raise
-        from zoo.io import DiskFullError, disk_full_error
+        from zoo.io import DiskFullError, disk_full_error, is_disk_full
 
+        if not is_disk_full(exc):
+            raise
         line = exc if isinstance(exc, DiskFullError) else disk_full_error(exc.filename or Path.cwd())
         print(f"byol-bench {name}: {line}", file=sys.stderr)
-        return 1
+        return DISK_FULL_EXIT
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,6 +31,7 @@ __all__ = [
     "atomic_write_with",
     "DiskFullError",
     "disk_full_error",
+    "is_disk_full",
     "atomic_replace_dir",
     "current_umask",
     "make_temp_dir",
@@ -104,6 +105,21 @@ def _size(n: float) -> str:
     return f"{int(n)} B" if units[0] == "B" else f"{n:.1f} {units[0]}"
 
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full disk, or a full quota: the same for whoever is writing
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error it was raised from, is a full disk (or quota)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, OSError) and cur.errno in NO_SPACE:
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def disk_full_error(path: str | os.PathLike, need: int | None = None, at_least: bool = False) -> DiskFullError:
     """The ``DiskFullError`` for writing ``need`` bytes (or ``at_least`` that many) to ``path``."""
     path = Path(path)
@@ -140,7 +156,7 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[Path], None], s
         written = tmp_path.stat().st_size if tmp_path is not None and tmp_path.exists() else 0
         if tmp_path is not None:
             tmp_path.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and not isinstance(exc, DiskFullError):
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE and not isinstance(exc, DiskFullError):
             raise disk_full_error(path, size if size is not None else written, at_least=size is None) from exc
         raise
     _fsync_dir(path.parent)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from downstream.evidence import relocate_evidence
-from zoo.io import DiskFullError, disk_full_error, read_json
+from zoo.io import DiskFullError, disk_full_error, is_disk_full, read_json
 from zoo.logs import job_log
 from zoo.records import write_record
 
@@ -63,15 +63,18 @@ def execute_job(store_root: str, job_dict: dict[str, Any], fns: StageFns | None 
     try:
         return _execute_job(store, job, fns or default_stage_fns())
     except OSError as exc:  # the lock or a state write, outside the stage: the job could not be recorded
-        if exc.errno != errno.ENOSPC:
+        if not is_disk_full(exc):
             raise
         error = f"{_disk_full_line(exc, store.state_path(job.id))}; the state of job {job.id} could not be written"
         return JobOutcome(job.id, "failed", error, disk_full=True)
 
 
-def _disk_full_line(exc: OSError, where: Path) -> str:
-    """One line for ENOSPC: ``zoo.io`` writes already say it; a bare one gets the file (or ``where``) named."""
-    return str(exc) if isinstance(exc, DiskFullError) else str(disk_full_error(exc.filename or where))
+def _disk_full_line(exc: BaseException, where: Path) -> str:
+    """One line for a full disk: ``zoo.io`` writes (and pretraining's) already say it in one line naming the
+    file; a bare ``OSError`` gets its file (or ``where``) named with the free space there."""
+    if isinstance(exc, OSError) and not isinstance(exc, DiskFullError):
+        return str(disk_full_error(exc.filename or where))
+    return str(exc)
 
 
 def _execute_job(store: Store, job: Job, fns: StageFns) -> JobOutcome:
@@ -120,12 +123,12 @@ def _execute_job(store: Store, job: Job, fns: StageFns) -> JobOutcome:
                 read_json(meta)
         except BaseException as exc:  # noqa: BLE001 - recorded; KeyboardInterrupt is re-raised below
             wall = time.time() - start
-            full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+            full = is_disk_full(exc)
             error = _disk_full_line(exc, run_dir) if full else f"{type(exc).__name__}: {exc}"
             try:
                 store.write_state(job, "failed", error=error, traceback=traceback.format_exc(), wall_time_s=wall)
             except OSError as state_exc:  # not a second traceback chained to the first: one line says both
-                full = full or state_exc.errno == errno.ENOSPC
+                full = full or is_disk_full(state_exc)
                 error += f"; and job {job.id} could not be marked failed ({state_exc}): its state still says running"
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
@@ -134,7 +137,7 @@ def _execute_job(store: Store, job: Job, fns: StageFns) -> JobOutcome:
         try:
             store.write_state(job, "done", wall_time_s=round(wall, 2), error=None)
         except OSError as exc:  # the job's output exists, and that is what marks it done; the state is a note
-            if exc.errno != errno.ENOSPC:
+            if not is_disk_full(exc):
                 raise
             return JobOutcome(job.id, "done", _disk_full_line(exc, store.state_path(job.id)), wall, disk_full=True)
         return JobOutcome(job.id, "done", None, wall)

@@ -238,6 +238,32 @@ def test_full_disk_when_even_the_state_cannot_be_written_says_so(tmp_path, fake_
     assert "\n" not in line
 
 
+def test_a_stage_that_fills_the_disk_fails_its_job_and_stops_the_run(tmp_path, fake_env):
+    """A stage's own one-line full-disk error (pretraining's ``DiskFull``, raised from ENOSPC) stops the run."""
+    import errno
+
+    import fakes
+
+    from benchmarks.runner.executors import LocalExecutor, run_plan
+    from benchmarks.runner.stages import StageFns
+
+    message = f"no space left on device writing {tmp_path / 'last.pt'}: it needs 5.0 MiB, 0 bytes free there"
+
+    def full(job, run_dir):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as exc:
+            raise RuntimeError(message) from exc
+
+    plan, store = _toy_plan(tmp_path)
+    fns = StageFns(artifact={k: full for k in fakes.FAKE_FNS.artifact}, eval=fakes.fake_eval)
+    with pytest.raises(OSError, match="it needs 5.0 MiB"):
+        run_plan(plan, store, LocalExecutor(), fns, log=lambda s: None)
+    states = [store.read_state(j.id) for j in plan.jobs]
+    failed = [s for s in states if s and s["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["error"] == message  # one job tried, the rest not started
+
+
 @pytest.mark.parametrize("when", ["from-the-start", "mid-run"])
 def test_run_cli_ends_in_one_line_on_a_full_disk(tmp_path, fake_env, monkeypatch, capsys, when):
     """``byol-bench run``: no chained tracebacks, one line naming the file and the room, exit 1."""
@@ -255,7 +281,7 @@ def test_run_cli_ends_in_one_line_on_a_full_disk(tmp_path, fake_env, monkeypatch
     _fill_disk(monkeypatch, (lambda p: True) if when == "from-the-start" else _from_first_record)
     rc = main(["run", str(tmp_path / "toy.yaml"), "--results-dir", str(res), "--set", "seeds=[0]", "--no-plots"])
     captured = capsys.readouterr()
-    assert rc == 1 and "Traceback" not in captured.out + captured.err
+    assert rc == 74 and "Traceback" not in captured.out + captured.err  # EX_IOERR, as pretraining's full disk
     assert len(captured.err.strip().splitlines()) == 1, captured.err
     line = captured.err.strip()
     assert line.startswith("byol-bench run: no space left on device writing ") and " free there" in line
