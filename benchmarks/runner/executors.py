@@ -277,8 +277,12 @@ def _sigterm_exits() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
-def _stop_pool(pool: Any, grace_s: float = 5.0) -> int:
-    """Cancel what has not started and terminate the workers (SIGTERM, then SIGKILL after ``grace_s``)."""
+def _stop_pool(pool: Any, grace_s: float = 20.0) -> int:
+    """Cancel what has not started and terminate the workers (SIGTERM, then SIGKILL after ``grace_s``).
+
+    The grace lets a pretraining worker finish its step and write its checkpoint on SIGTERM (``pretrain``
+    exits 75 then), within Slurm's default 30 s between SIGTERM and SIGKILL.
+    """
     procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
     pool.shutdown(wait=False, cancel_futures=True)
     for p in procs:
