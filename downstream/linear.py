@@ -27,6 +27,7 @@ __all__ = [
     "l2_grid",
     "sklearn_C",
     "standardize",
+    "merge_duplicate_columns",
     "fit_logistic_regression",
     "logistic_objective",
     "sweep_l2",
@@ -53,6 +54,43 @@ def standardize(train: torch.Tensor, *others: torch.Tensor, eps: float = 1e-6) -
     mean = train.mean(0, keepdim=True)
     std = train.std(0, keepdim=True).clamp_min(eps)
     return tuple((t - mean) / std for t in (train, *others))
+
+
+def merge_duplicate_columns(train: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The same L2-regularised linear problem on fewer columns: exact, not an approximation.
+
+    Columns that are identical on ``train`` (a grayscale image copied into three channels; the same pixel
+    standardised) get equal weights at the optimum, since the penalty is strictly convex and symmetric in
+    them. A group of ``k`` such columns ``c`` with weights ``v`` adds ``k v c`` to the logits and ``k v²`` to
+    the penalty, which is one column ``√k c`` with weight ``u = √k v`` and penalty ``u²``. On every split the
+    group becomes ``(Σ_j x_j) / √k``, so ``W x`` is unchanged for any split. Columns that are all zero on
+    ``train`` (constant before ``standardize``) get zero weight and are dropped. Returns the reduced
+    ``train, *others`` (the input tensors themselves when nothing merges).
+    """
+    n, d = train.shape
+    # one exact-arithmetic signature per column (a random ±1 combination of its rows), then an exact check
+    gen = torch.Generator().manual_seed(0)
+    signs = (torch.randint(0, 2, (n,), generator=gen) * 2 - 1).to(train)
+    keys = (signs @ train).tolist()
+    nonzero = (train != 0).any(0).tolist()
+    groups: dict[float, list[list[int]]] = {}
+    order: list[list[int]] = []
+    for j in range(d):
+        if not nonzero[j]:
+            continue
+        for g in groups.setdefault(keys[j], []):
+            if torch.equal(train[:, g[0]], train[:, j]):
+                g.append(j)
+                break
+        else:
+            groups[keys[j]].append([j])
+            order.append(groups[keys[j]][-1])
+    if len(order) == d:
+        return (train, *others)
+    merge = torch.zeros(d, len(order), dtype=train.dtype, device=train.device)  # D × D', (Σ_j x_j) / √k
+    for col, g in enumerate(order):
+        merge[g, col] = 1.0 / math.sqrt(len(g))
+    return tuple(t @ merge.to(t.dtype) for t in (train, *others))
 
 
 def logistic_objective(x: torch.Tensor, y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, l2: float) -> torch.Tensor:

@@ -25,7 +25,7 @@ from downstream.context import EvalContext
 from downstream.evidence import keep_predictions
 from downstream.features import FEATURE_LAYERS, get_labelled_features
 from downstream.knn import topk_accuracy
-from downstream.linear import l2_grid, low_shot_indices, standardize, sweep_l2
+from downstream.linear import l2_grid, low_shot_indices, merge_duplicate_columns, standardize, sweep_l2
 from downstream.registry import register_evaluator
 from zoo.baselines import random_crop_flip, to_normalized_tensor
 
@@ -90,6 +90,9 @@ def _fast(
     x_tr, x_va, x_te = (t.to(dev) for t in (x_tr, x_va, x_te))
     if cfg.standardize:
         x_tr, x_va, x_te = standardize(x_tr, x_va, x_te)
+    # exact: duplicated columns (grayscale images as RGB) merge, all-zero ones drop (downstream.linear)
+    dims = x_tr.shape[1]
+    x_tr, x_va, x_te = merge_duplicate_columns(x_tr, x_va, x_te)
     num_classes = ctx.load_split("train").num_classes
     grid = l2_grid(cfg.l2_min, cfg.l2_max, cfg.l2_steps)
     y_tr_t, y_va_t = torch.from_numpy(y_tr).to(dev), torch.from_numpy(y_va).to(dev)
@@ -109,6 +112,7 @@ def _fast(
     metrics = {"top1": test[1], "top5": test[5], "val_top1": val_accs[best], "l2": grid[best]}
     selection = {
         "l2": grid[best],
+        "columns": {"features": dims, "solved": int(x_tr.shape[1])},
         "l2_grid": grid,
         "val_top1_per_l2": val_accs,
         # λ values whose fit stopped at max_iter with max |gradient| still above tol (normally none)

@@ -11,6 +11,7 @@ from downstream.linear import (
     l2_grid,
     logistic_objective,
     low_shot_indices,
+    merge_duplicate_columns,
     sklearn_C,
     standardize,
     sweep_l2,
@@ -183,3 +184,29 @@ def test_sweep_matches_sklearn_at_every_grid_point():
         theirs = float((sk.predict(xv.double().numpy()) == yv.numpy()).mean())
         slack = 0.0 if l2 >= 1 else 1.0 / len(yv) + 1e-12
         assert abs(ours - theirs) <= slack, f"λ={l2:.3g}: ours {ours:.4f}, scikit-learn {theirs:.4f}"
+
+
+def test_merging_duplicate_columns_is_exact():
+    """Grayscale-as-RGB features (every column three times) and a constant column: the merged problem has
+    a third of the columns and the same optimum, i.e. the same logits on train and on unseen rows."""
+    gen = torch.Generator().manual_seed(0)
+    gray = torch.randn(300, 8, generator=gen, dtype=torch.float64)
+    y = (gray[:, :3].sum(1) > 0).long() + (gray[:, 3] > 0.5).long()
+    x = torch.cat([gray, gray, gray, torch.zeros(300, 1, dtype=torch.float64)], dim=1)  # 25 columns
+    x_new = torch.randn(50, 8, generator=gen, dtype=torch.float64).repeat(1, 3)
+    x_new = torch.cat([x_new, torch.full((50, 1), 7.0, dtype=torch.float64)], dim=1)
+    m_tr, m_new = merge_duplicate_columns(x, x_new)
+    assert m_tr.shape == (300, 8) and m_new.shape == (50, 8)
+    for l2 in (1e-3, 1e-1):
+        W, b = fit_logistic_regression(x, y, 3, l2, tol=1e-10)
+        Wm, bm = fit_logistic_regression(m_tr, y, 3, l2, tol=1e-10)
+        assert torch.allclose(x @ W.t() + b, m_tr @ Wm.t() + bm, atol=1e-6)
+        assert torch.allclose(x_new @ W.t() + b, m_new @ Wm.t() + bm, atol=1e-6)
+        # the same objective value: the √k scaling keeps the penalty equal
+        assert abs(logistic_objective(x, y, W, b, l2) - logistic_objective(m_tr, y, Wm, bm, l2)) < 1e-9
+    # columns that differ anywhere on train stay apart
+    x2 = x.clone()
+    x2[5, 8] += 1.0
+    assert merge_duplicate_columns(x2)[0].shape[1] == 9
+    distinct = torch.randn(40, 6, generator=gen)
+    assert merge_duplicate_columns(distinct)[0] is distinct
