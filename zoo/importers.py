@@ -2,19 +2,31 @@
 
 A checkpoint is read in three explicit steps, each of which can only fail loudly:
 
-1. **Load it safely** (:func:`read_checkpoint`). Torch files go through ``torch.load(weights_only=True)``;
-   a file that needs code to unpickle (a Lightning ``hyper_parameters`` object, an ``argparse.Namespace``)
-   is refused with the reason and the one-line fix (re-save only the state dict where you trust the file).
-   A plain pickle (detectron2 ``.pkl``) goes through :class:`RestrictedUnpickler`, which only rebuilds
-   dicts, lists and numpy arrays. ``.safetensors`` files need no unpickling at all.
+1. **Load it safely** (:func:`read_checkpoint`). Torch files go through ``torch.load(weights_only=True)``.
+   A torch (zip) file that also pickles Python objects besides its weights (a Lightning
+   ``hyper_parameters`` object, mmengine's ``message_hub`` of ``HistoryBuffer`` objects) is read with each
+   global the file names (listed beforehand, without loading, by
+   ``torch.serialization.get_unsafe_globals_in_checkpoint``) bound to an inert :class:`Foreign` stand-in:
+   torch's weights-only unpickler still runs, nothing from the file is imported or called, and the state
+   dict a layout reads must hold tensors only (a stand-in there is an error naming it). A legacy (pre-1.6,
+   non-zip) torch file with such objects, or a file that *is* a pickled module, is refused with a one-line
+   re-save that writes a file this importer reads (tested per layout). A plain pickle (detectron2
+   ``.pkl``) goes through :class:`RestrictedUnpickler`, which only rebuilds dicts, lists and numpy
+   arrays. ``.safetensors`` files need no unpickling at all.
 2. **Map the keys** with one :class:`Layout`: where the state dict sits in the checkpoint (``containers``),
    the prefix of the backbone keys, how a name after the prefix becomes torchvision's, and which other
    key prefixes are heads (projector, predictor, momentum copies, queues, online classifiers) dropped
    *because the layout names them*. Any other key is an error that lists it, and so is every backbone
    key that is missing or has another shape than ``--arch`` expects. ``--layout auto`` tries every layout
-   and takes the one that fits; none or several fitting is an error that says so.
+   and takes the one that fits; none or several fitting is an error that says so. ``--prefix`` (a layout
+   we do not know) is refused for a checkpoint that a known layout recognises. Every path ends in the
+   same checks (:func:`map_checkpoint`): keys, shapes, the layout's refusals and the **stem check** — a
+   3×3 stem's padding cannot be seen in the tensors, so it comes from the layout where the library fixes
+   it (solo-learn: 2, refused) or from ``--stem-padding``.
 3. **Write the artifact** with :func:`zoo.artifact.save_artifact` (atomic), recording the source file's
-   path, size and sha256, the layout, the container, and what was dropped, in ``meta.extra["source"]``.
+   path, size and sha256, the layout, the container, and every dropped key by name, in
+   ``meta.extra["source"]``. ``input_size`` comes from the checkpoint where it records one (mmengine's
+   ``meta.cfg``) or from ``--input-size``; otherwise the import is refused (see :func:`import_checkpoint`).
 
 Where each layout's names come from (read, not copied): solo-learn ``solo/methods/base.py`` (``backbone``,
 ``momentum_backbone``, ``classifier``; CIFAR stem ``Conv2d(3, 64, 3, 1, padding=2)``), lightly
@@ -22,28 +34,33 @@ Where each layout's names come from (read, not copied): solo-learn ``solo/method
 ResNet or ``nn.Sequential(*list(resnet.children())[:-1])``), MoCo v2 ``moco/builder.py`` / MoCo v3
 ``main_lincls.py`` (``module.encoder_q`` / ``module.base_encoder``, ``fc`` is the MLP head), mmselfsup
 ``tools/model_converters/extract_backbone_weights.py`` + mmcls ``ResNet`` (``conv1``/``bn1``/``layerN``/
-``downsample.0|1``: torchvision's names for the plain ``ResNet``), VISSL ``extra_scripts/
-convert_vissl_to_torchvision.py`` (``classy_state_dict.base_model.model.trunk._feature_blocks``), and our
-own :mod:`zoo.detectron2_format` for detectron2.
+``downsample.0|1``: torchvision's names for the plain ``ResNet``), mmengine ``runner/runner.py``
+(``save_checkpoint``: ``meta``, ``state_dict``, ``message_hub``), VISSL ``extra_scripts/
+convert_vissl_to_torchvision.py`` (``classy_state_dict.base_model.model.trunk._feature_blocks``), and for
+detectron2 ``.pkl`` files our own :mod:`zoo.detectron2_format` plus detectron2's
+``tools/convert-torchvision-to-d2.py`` and MoCo's ``detection/convert-pretrain-to-detectron2.py`` (exact
+lines at :data:`LAYOUTS`).
 """
 
 from __future__ import annotations
 
+import ast
 import functools
+import json
 import os
 import pickle
+import shlex
 import struct
 import zipfile
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from zoo.artifact import META, ArtifactMeta, load_artifact, save_artifact
+from zoo.artifact import HEADS, META, WEIGHTS, ArtifactMeta, load_artifact, save_artifact
 from zoo.backbones import build_backbone, get_spec
 from zoo.datasets import IMAGENET_MEAN, IMAGENET_STD
 from zoo.detectron2_format import detectron2_to_torchvision_key, torchvision_to_detectron2_key
@@ -53,6 +70,7 @@ __all__ = [
     "LAYOUTS",
     "Layout",
     "Mapped",
+    "Foreign",
     "CheckpointImportError",
     "UnsafeCheckpointError",
     "KeyMismatchError",
@@ -62,10 +80,11 @@ __all__ = [
     "prefix_layout",
     "map_checkpoint",
     "detect_layout",
+    "recognised_layouts",
     "import_checkpoint",
 ]
 
-_LIST_AT_MOST = 40  # keys named in one error message; the exception holds them all
+_LIST_AT_MOST = 40  # keys named in one error message; the exception (and meta.json) holds them all
 
 
 class CheckpointImportError(ValueError):
@@ -161,7 +180,103 @@ class RestrictedUnpickler(pickle.Unpickler):
         )
 
 
+class Foreign:
+    """An inert stand-in for one object of a global that a torch file names but we never import.
+
+    torch's weights-only unpickler may only call, construct (``__new__``) and ``__setstate__`` globals on
+    its allow-list. Binding each foreign global's *name* to a subclass of this class (see
+    :func:`_load_torch_zip`) lets that unpickler finish the file while every such call lands here: the
+    arguments and state are discarded, no module from the file is imported, no code from it runs. The
+    result is a tree whose non-weight parts (``hyper_parameters``, ``message_hub``, ...) are stand-ins;
+    a layout only ever reads a container of tensors, and a stand-in found there is an error.
+    """
+
+    global_name: ClassVar[str] = "?"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Foreign:
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"<unread {self.global_name}>"
+
+
+def _foreign_names(obj: Any, depth: int = 0) -> set[str]:
+    """The globals of every :class:`Foreign` stand-in in a loaded tree."""
+    if isinstance(obj, Foreign):
+        return {obj.global_name}
+    if depth > 64:  # pragma: no cover - weight files are shallow
+        return set()
+    if isinstance(obj, Mapping):
+        children: Any = list(obj.values())
+    elif isinstance(obj, (list, tuple)):
+        children = obj
+    else:
+        return set()
+    return set().union(*(_foreign_names(c, depth + 1) for c in children)) if children else set()
+
+
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # first object of a pre-1.6 (non-zip) torch.save file
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format since 1.6 is a zip archive
+
+
+def _resave_command(src: Path, code: str) -> str:
+    """A shell command that runs ``code`` (Python, with @IN@/@OUT@ for the source and destination paths)."""
+    dst = src.with_name(src.name.split(".")[0] + ".resaved.pt")
+    code = code.replace("@IN@", json.dumps(str(src))).replace("@OUT@", json.dumps(str(dst)))
+    return f"python -c {shlex.quote(code)}"
+
+
+def _legacy_refusal(path: Path, exc: Exception) -> UnsafeCheckpointError:
+    reason = next((ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln or "Unsupported" in ln), "")
+    fix = _resave_command(path, "import torch; torch.save(torch.load(@IN@, weights_only=False), @OUT@)")
+    return UnsafeCheckpointError(
+        f"refusing {path}: this legacy (pre-1.6, non-zip) torch file pickles Python objects besides tensors "
+        f"and plain containers{f' ({reason})' if reason else ''}, and only the zip format lets us leave "
+        "them unread. Fix, where you trust the file (it runs the file's pickle): re-save it unchanged in "
+        f"the current format, then import that file with the same options: {fix}"
+    )
+
+
+def _module_refusal(path: Path, names: set[str]) -> UnsafeCheckpointError:
+    fix = _resave_command(path, "import torch; torch.save(torch.load(@IN@, weights_only=False).state_dict(), @OUT@)")
+    return UnsafeCheckpointError(
+        f"refusing {path}: it is a pickled Python object ({', '.join(sorted(names))}), not a state dict, and "
+        "rebuilding it would run code from the file. Fix, where you trust the file: save its state dict "
+        f"(torchvision names at the top level, the 'torchvision' layout) and import that: {fix}"
+    )
+
+
+def _is_truncated_eof(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, EOFError) or any(s in text for s in ("truncated", "ran out of input", "unexpected eof"))
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        try:
+            header = json.loads(fh.read(n))
+        except ValueError as exc:
+            raise CheckpointImportError(f"{path}: unreadable safetensors header ({exc})") from exc
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if 8 + n + end > size:
+        raise CheckpointImportError(
+            f"{path}: truncated safetensors file ({size} bytes; its header describes {8 + n + end}): the download "
+            "or copy stopped early"
+        )
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error type
+        raise CheckpointImportError(f"{path}: unreadable safetensors file ({exc})") from exc
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -173,50 +288,116 @@ def _is_safetensors(path: Path) -> bool:
     return 0 < n < path.stat().st_size and head[8:9] == b"{"
 
 
-def _refusal_for_torch(path: Path, exc: Exception) -> UnsafeCheckpointError:
-    reason = next((ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln or "Unsupported" in ln), "")
-    return UnsafeCheckpointError(
-        f"refusing {path}: it holds pickled Python objects besides tensors and plain containers, and "
-        f"unpickling them would run code from the file{f' ({reason})' if reason else ''}. Lightning "
-        "checkpoints often carry such objects in 'hyper_parameters'. Fix: where you trust the file, re-save "
-        "only the weights and import that, e.g. python -c \"import torch; c = torch.load('IN', "
-        "weights_only=False); torch.save(c['state_dict'], 'OUT.pt')\""
-    )
+def _is_weights_only_refusal(exc: BaseException) -> bool:
+    text = str(exc)
+    return isinstance(exc, pickle.UnpicklingError) or "weights_only" in text or "Weights only" in text
+
+
+# (object, "module.name") entries in safe_globals came with pytorch/pytorch#142153 (Dec 2024, torch 2.6);
+# get_unsafe_globals_in_checkpoint is 2.5+. Older torch refuses such files with a re-save fix.
+_TORCH_CAN_STAND_IN = hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint") and tuple(
+    int(p) for p in torch.__version__.split("+")[0].split(".")[:2]
+) >= (2, 6)
+
+
+def _load_torch_zip(path: Path) -> Any:
+    """``torch.load(weights_only=True)``, with each foreign global the file names bound to a :class:`Foreign`.
+
+    mmengine checkpoints (open-mmlab/mmengine@25434293 ``runner/runner.py`` lines 2214-2236,
+    ``save_checkpoint``: ``{'meta', 'state_dict', 'message_hub', 'optimizer', 'param_schedulers'}``, the
+    hub's ``log_scalars`` being ``HistoryBuffer`` objects) and Lightning checkpoints with
+    ``hyper_parameters`` objects load this way; their weights come back as tensors, the rest as stand-ins.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        if not _is_weights_only_refusal(exc):
+            raise CheckpointImportError(f"{path}: unreadable torch file ({exc})") from exc
+    if not _TORCH_CAN_STAND_IN:
+        raise UnsafeCheckpointError(
+            f"refusing {path}: it pickles Python objects besides its weights, and leaving them unread needs "
+            f"torch >= 2.6 (torch.serialization.get_unsafe_globals_in_checkpoint, named safe globals); this is "
+            f"torch {torch.__version__}. Upgrade torch, or where you trust the file re-save its state dict: "
+            + _resave_command(
+                path,
+                "import torch; c = torch.load(@IN@, weights_only=False); "
+                "torch.save({'state_dict': c['state_dict']}, @OUT@)",
+            )
+        )
+    try:  # statically lists the pickle's GLOBALs outside torch's allow-list; loads nothing
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception as exc:
+        raise CheckpointImportError(f"{path}: unreadable torch file ({exc})") from exc
+    stand_ins = [(type(f"Foreign[{n}]", (Foreign,), {"global_name": n}), n) for n in names]
+    try:
+        with torch.serialization.safe_globals(stand_ins):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # an opcode or dynamic global the weights-only unpickler still refuses
+        if not _is_weights_only_refusal(exc):
+            raise CheckpointImportError(f"{path}: unreadable torch file ({exc})") from exc
+        if "is blocked" in str(exc):  # torch never allows sys/os/posix/nt globals: no weights file names them
+            line = next((ln.strip() for ln in str(exc).splitlines() if "is blocked" in ln), str(exc))
+            raise UnsafeCheckpointError(
+                f"refusing {path}: {line} A weights file has no reason to name these modules; do not load it "
+                "with weights_only=False."
+            ) from None
+        raise UnsafeCheckpointError(
+            f"refusing {path}: it pickles Python objects that cannot be left unread ({exc}); where you trust the "
+            "file, re-save only its state dict: "
+            + _resave_command(
+                path,
+                "import torch; c = torch.load(@IN@, weights_only=False); "
+                "torch.save({'state_dict': c['state_dict']}, @OUT@)",
+            )
+        ) from None
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[Any, str]:
     """Load ``path`` without running code from it; return ``(object, format)``.
 
-    ``format`` is ``"torch"`` (``torch.load(weights_only=True)``, zip or legacy file), ``"safetensors"``
-    or ``"pickle"`` (a plain pickle read by :class:`RestrictedUnpickler`, e.g. a detectron2 ``.pkl``).
+    ``format`` is ``"torch"`` (``torch.load(weights_only=True)``, zip or legacy file; see
+    :func:`_load_torch_zip` for objects left unread), ``"safetensors"`` or ``"pickle"`` (a plain pickle
+    read by :class:`RestrictedUnpickler`, e.g. a detectron2 ``.pkl``). A file cut short says "truncated".
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointImportError(f"checkpoint not found: {path}")
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(4)
     if _is_safetensors(path):
-        from safetensors.torch import load_file
-
-        return load_file(str(path)), "safetensors"
-    if not zipfile.is_zipfile(path):
-        with open(path, "rb") as fh:
-            if fh.read(1) != b"\x80":
-                raise CheckpointImportError(f"{path}: not a torch, pickle or safetensors file")
-            fh.seek(0)
-            try:
-                first = RestrictedUnpickler(fh, encoding="latin1").load()
-            except UnsafeCheckpointError as exc:
-                raise UnsafeCheckpointError(f"refusing {path}: {exc}") from None
-            except Exception as exc:  # truncated or corrupt pickle
-                raise CheckpointImportError(f"{path}: unreadable pickle ({type(exc).__name__}: {exc})") from exc
-        if first != _TORCH_LEGACY_MAGIC:
-            return first, "pickle"
+        return _read_safetensors(path), "safetensors"
+    if head == _ZIP_MAGIC:
+        if not zipfile.is_zipfile(path):  # the zip's directory sits at its end: a cut file has none
+            raise CheckpointImportError(
+                f"{path}: truncated torch file ({size} bytes): it starts as torch.save's zip archive but its end "
+                "(the archive's directory) is missing, so the download or copy stopped early"
+            )
+        obj = _load_torch_zip(path)
+        if isinstance(obj, Foreign):
+            raise _module_refusal(path, _foreign_names(obj))
+        return obj, "torch"
+    if head[:1] != b"\x80":
+        raise CheckpointImportError(f"{path}: not a torch, pickle or safetensors file (starts with {head!r})")
+    with open(path, "rb") as fh:
+        try:
+            first = RestrictedUnpickler(fh, encoding="latin1").load()
+        except UnsafeCheckpointError as exc:
+            raise UnsafeCheckpointError(f"refusing {path}: {exc}") from None
+        except Exception as exc:  # truncated or corrupt pickle
+            if _is_truncated_eof(exc):
+                raise CheckpointImportError(f"{path}: truncated pickle file ({size} bytes; {exc})") from exc
+            raise CheckpointImportError(f"{path}: unreadable pickle ({type(exc).__name__}: {exc})") from exc
+    if first != _TORCH_LEGACY_MAGIC:
+        return first, "pickle"
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise _refusal_for_torch(path, exc) from None
-    except RuntimeError as exc:
-        if "weights_only" in str(exc) or "Weights only" in str(exc):
-            raise _refusal_for_torch(path, exc) from None
+    except Exception as exc:
+        if _is_truncated_eof(exc):
+            detail = f"; {exc}" if str(exc) else ""
+            raise CheckpointImportError(f"{path}: truncated torch file (legacy format, {size} bytes{detail})") from exc
+        if _is_weights_only_refusal(exc):
+            raise _legacy_refusal(path, exc) from None
         raise CheckpointImportError(f"{path}: unreadable torch file ({exc})") from exc
     return obj, "torch"
 
@@ -241,10 +422,16 @@ class Layout:
     - ``prefix``: backbone keys start with it; ``rename`` turns the rest into a torchvision name (``None``:
       not a backbone key, reported as unknown).
     - ``heads``: key prefixes dropped on purpose (a key equal to one or under ``one + "."``).
-    - ``drop_outside_prefix``: every key outside ``prefix`` is dropped (``--prefix``: counted per first
-      name component and recorded, never silent).
-    - ``fills_bn_counters``: the format never stores BN ``num_batches_tracked`` (detectron2); they are set
-      to 0, which eval-mode features never read.
+    - ``markers``: key prefixes in the container that only this library writes; with a key under
+      ``prefix`` they *recognise* a checkpoint as this library's even where other keys do not fit, so
+      ``--prefix`` cannot take it over. ``signature(checkpoint)``: the file says whose it is (a top-level
+      tag); when several layouts fit, the one signed is taken.
+    - ``stem_padding``: what the library's 3×3 stem pads by, with ``stem_source`` citing where it is set;
+      ``None`` where the library does not fix it (then ``--stem-padding`` must say).
+    - ``drop_outside_prefix``: every key outside ``prefix`` is dropped (``--prefix``: recorded by name,
+      never silent).
+    - ``fills_bn_counters``: the format may omit BN ``num_batches_tracked`` (detectron2); missing ones are
+      set to 0, which eval-mode features never read.
     - ``refuse(container, keys_fit)``: a message when the checkpoint is this library's but its network
       differs from our backbones in a way the keys cannot show, else ``None``.
     """
@@ -255,6 +442,10 @@ class Layout:
     prefix: str
     heads: tuple[str, ...] = ()
     rename: Callable[[str], str | None] = _same
+    markers: tuple[str, ...] = ()
+    signature: Callable[[Any], bool] | None = None
+    stem_padding: int | None = None
+    stem_source: str = ""
     drop_outside_prefix: bool = False
     fills_bn_counters: bool = False
     refuse: Refusal | None = None
@@ -262,22 +453,26 @@ class Layout:
     def head_of(self, key: str) -> str | None:
         """The head rule that drops ``key``, or ``None``."""
         for head in self.heads:
-            if key == head or key.startswith(head + "."):
+            if _under(key, head):
                 return head
         if self.drop_outside_prefix and not key.startswith(self.prefix):
             return key.split(".", 1)[0]
         return None
 
+    def recognises(self, ckpt: Any) -> bool:
+        """Whether ``ckpt`` carries this library's marks: a key under ``prefix`` and one under a marker."""
+        if not self.markers:
+            return False
+        try:
+            container, _ = _find_container(ckpt, self)
+        except KeyMismatchError:
+            return False
+        keys = [str(k) for k in container]
+        return any(k.startswith(self.prefix) for k in keys) and any(_under(k, m) for k in keys for m in self.markers)
 
-def _solo_learn_refusal(container: Mapping[str, Any], keys_fit: bool) -> str | None:
-    conv1 = container.get("backbone.conv1.weight")
-    if keys_fit and conv1 is not None and tuple(conv1.shape[-2:]) == (3, 3):
-        return (
-            "solo-learn's CIFAR stem is Conv2d(3, 64, kernel_size=3, stride=1, padding=2) without max-pool "
-            "(solo/methods/base.py); our resnet18-small pads by 1, so the same weights would give other "
-            "features. No registered backbone matches it; not imported."
-        )
-    return None
+
+def _under(key: str, head: str) -> bool:
+    return key == head or key.startswith(head + ".")
 
 
 def _lightly_refusal(container: Mapping[str, Any], keys_fit: bool) -> str | None:
@@ -309,6 +504,13 @@ def _detectron2_name(key: str) -> str | None:
     return name if torchvision_to_detectron2_key(name) == key else None
 
 
+def _tagged(key: str, value: str) -> Callable[[Any], bool]:
+    def signed(ckpt: Any) -> bool:
+        return isinstance(ckpt, Mapping) and ckpt.get(key) == value
+
+    return signed
+
+
 _SOLO_LEARN_HEADS = (
     "projector", "predictor", "classifier", "momentum_backbone", "momentum_projector", "momentum_classifier",
     "head", "momentum_head", "prototypes", "queue", "queue_ptr", "queue_y", "queue_index",
@@ -319,6 +521,24 @@ _LIGHTLY_HEADS = (
     "teacher_backbone", "teacher_projection_head", "online_classifier", "prototypes", "criterion",
     "memory_bank", "queues",
 )  # fmt: skip
+
+# solo-learn replaces a ResNet's stem for CIFAR: vturrisi/solo-learn@9187ea39 solo/methods/base.py
+# lines 199-203 (and 648-652 for momentum_backbone): Conv2d(3, 64, kernel_size=3, stride=1, padding=2),
+# maxpool = Identity. Our resnet18-small pads by 1 (zoo/backbones.py), so the same weights give other
+# features (the issue measured max |Δ| 9.1 on one batch).
+_SOLO_LEARN_STEM = (
+    "vturrisi/solo-learn solo/methods/base.py lines 199-203, CIFAR: "
+    "Conv2d(3, 64, kernel_size=3, stride=1, padding=2) without max-pool"
+)
+
+# The two detectron2 converters people run. Both rename every key without "layer" to "stem." + key, so a
+# classifier's fc.weight/fc.bias arrive as stem.fc.* (dropped here as a named head), keep BN
+# num_batches_tracked, and write numpy arrays in {"model": ..., "__author__": ..., "matching_heuristics":
+# True}: facebookresearch/detectron2@02b5c4e2 tools/convert-torchvision-to-d2.py lines 38-51
+# (__author__ "torchvision"); facebookresearch/moco@3402035 detection/convert-pretrain-to-detectron2.py
+# lines 18-37 (state_dict -> module.encoder_q.* only, so encoder_q.fc, the MLP head with --mlp, becomes
+# stem.fc.0/stem.fc.2; __author__ "MOCO").
+_DETECTRON2_HEADS = ("stem.fc",)
 
 LAYOUTS: dict[str, Layout] = {
     layout.name: layout
@@ -336,7 +556,9 @@ LAYOUTS: dict[str, Layout] = {
             (("state_dict",),),
             "backbone.",
             heads=_SOLO_LEARN_HEADS,
-            refuse=_solo_learn_refusal,
+            markers=("momentum_backbone", "momentum_projector", "momentum_classifier", "projector", "classifier"),
+            stem_padding=2,
+            stem_source=_SOLO_LEARN_STEM,
         ),
         Layout(
             "lightly",
@@ -346,6 +568,13 @@ LAYOUTS: dict[str, Layout] = {
             "backbone.",
             heads=_LIGHTLY_HEADS,
             rename=_lightly_name,
+            markers=(
+                "projection_head",
+                "prediction_head",
+                "backbone_momentum",
+                "teacher_backbone",
+                "online_classifier",
+            ),
             refuse=_lightly_refusal,
         ),
         Layout(
@@ -354,6 +583,7 @@ LAYOUTS: dict[str, Layout] = {
             (("state_dict",),),
             "module.encoder_q.",
             heads=("module.encoder_q.fc", "module.encoder_k", "module.queue", "module.queue_ptr"),
+            markers=("module.encoder_q", "module.encoder_k"),
         ),
         Layout(
             "moco-v3",
@@ -361,14 +591,26 @@ LAYOUTS: dict[str, Layout] = {
             (("state_dict",),),
             "module.base_encoder.",
             heads=("module.base_encoder.fc", "module.momentum_encoder", "module.predictor"),
+            markers=("module.base_encoder", "module.momentum_encoder"),
         ),
         Layout(
             "mmselfsup",
-            "state_dict -> backbone.* (mmcls ResNet names = torchvision's); neck, head, target_net, online_net "
-            "(0.x duplicate of backbone) dropped",
+            "mmengine checkpoint: state_dict -> backbone.* (mmcls ResNet names = torchvision's); neck, head, "
+            "target_net, online_net (0.x duplicate of backbone) dropped; meta/message_hub/optimizer left unread",
             (("state_dict",),),
             "backbone.",
             heads=("neck", "head", "target_net", "online_net"),
+            markers=("neck", "target_net", "online_net"),
+        ),
+        # open-mmlab/mmselfsup@db861f30 tools/model_converters/extract_backbone_weights.py lines 20-28:
+        # dict(state_dict={key[9:] for backbone.* keys}, author='MMSelfSup'), i.e. mmcls ResNet names with
+        # 'backbone.' cut off; the author tag is what tells it from a torchvision state dict.
+        Layout(
+            "mmselfsup-backbone",
+            "mmselfsup extract_backbone_weights.py output: state_dict -> mmcls ResNet names, author 'MMSelfSup'",
+            (("state_dict",),),
+            "",
+            signature=_tagged("author", "MMSelfSup"),
         ),
         Layout(
             "vissl",
@@ -376,13 +618,16 @@ LAYOUTS: dict[str, Layout] = {
             "the heads stored beside the trunk are not read",
             (("classy_state_dict", "base_model", "model", "trunk"), ("model_state_dict",), ()),
             "_feature_blocks.",
+            markers=("_feature_blocks",),
         ),
         Layout(
             "detectron2",
-            "detectron2 .pkl: model -> stem.* / res2-5.* numpy arrays (inverse of zoo.detectron2_format); "
-            "BN num_batches_tracked set to 0",
+            "detectron2 .pkl (ours, detectron2's convert-torchvision-to-d2.py, MoCo's "
+            "convert-pretrain-to-detectron2.py): model -> stem.* / res2-5.* numpy arrays; stem.fc (the source's "
+            "fc) dropped; absent BN num_batches_tracked set to 0",
             (("model",),),
             "",
+            heads=_DETECTRON2_HEADS,
             rename=_detectron2_name,
             fills_bn_counters=True,
         ),
@@ -395,7 +640,7 @@ def prefix_layout(prefix: str) -> Layout:
     prefix = prefix if not prefix or prefix.endswith(".") else prefix + "."
     return Layout(
         "prefix",
-        f"torchvision names under '{prefix}' (from --prefix); everything else dropped and counted",
+        f"torchvision names under '{prefix}' (from --prefix); everything else dropped and recorded",
         (("state_dict",), ("model",), ("model_state_dict",), ()),
         prefix,
         heads=(prefix + "fc",),
@@ -415,19 +660,23 @@ class Mapped:
     layout: Layout
     state: dict[str, torch.Tensor]
     container: str
-    dropped: dict[str, int] = field(default_factory=dict)  # head rule -> keys dropped by it
+    dropped: dict[str, list[str]] = field(default_factory=dict)  # head rule -> the keys it dropped
     filled: list[str] = field(default_factory=list)
     dtypes: list[str] = field(default_factory=list)
+    stem: str = ""
 
     def record(self) -> dict[str, Any]:
+        """What ``meta.extra["source"]`` records about the mapping (every dropped key by name)."""
         return {
             "layout": self.layout.name,
             "container": self.container,
             "prefix": self.layout.prefix,
             "keys_imported": len(self.state) - len(self.filled),
-            "dropped": dict(sorted(self.dropped.items())),
+            "dropped": {rule: len(keys) for rule, keys in sorted(self.dropped.items())},
+            "dropped_keys": {rule: keys for rule, keys in sorted(self.dropped.items())},
             "filled": self.filled,
             "source_dtypes": self.dtypes,
+            "stem": self.stem,
         }
 
 
@@ -462,29 +711,65 @@ def _expected(arch: str) -> dict[str, torch.Tensor]:
         return build_backbone(arch).state_dict()
 
 
-def map_checkpoint(ckpt: Any, layout: Layout, arch: str) -> Mapped:
+def _check_stem(layout: Layout, state: dict[str, torch.Tensor], source: str, stem_padding: int | None) -> str:
+    """The stem check every path runs; returns what the record says about the stem, or raises.
+
+    A 3×3 ``conv1`` (our ``resnet18-small``: stride 1, padding 1, no max-pool) has the same tensor shapes
+    whatever its padding, so the padding must come from the layout (where the library fixes it; that
+    wins over ``--stem-padding``) or from ``--stem-padding``. A 7×7 stem is torchvision's (padding 3 and
+    max-pool are the only ResNet stem with that kernel in every layout here).
+    """
+    kernel = tuple(state["conv1.weight"].shape[-2:])
+    if kernel != (3, 3):
+        return f"{kernel[0]}x{kernel[1]} (torchvision's stem)"
+    if layout.stem_padding is not None:
+        if layout.stem_padding != 1:
+            raise UnsupportedCheckpointError(
+                f"layout '{layout.name}': '{source}' is a 3x3 stem, and this library pads it by "
+                f"{layout.stem_padding} ({layout.stem_source}); our resnet18-small pads by 1, so the same weights "
+                "would give other features. No registered backbone matches it (--stem-padding cannot change "
+                "what the layout knows); not imported."
+            )
+        return f"3x3, padding 1 ({layout.stem_source})"
+    if stem_padding is None:
+        raise UnsupportedCheckpointError(
+            f"layout '{layout.name}': '{source}' is a 3x3 stem, whose padding the tensors cannot show, and this "
+            "layout does not fix it (solo-learn's CIFAR stem pads by 2, ours by 1: other features). Read the "
+            "source network's conv1 and pass --stem-padding 1 if it is Conv2d(3, 64, kernel_size=3, stride=1, "
+            "padding=1) with no max-pool after it (our resnet18-small)."
+        )
+    if stem_padding != 1:
+        raise UnsupportedCheckpointError(
+            f"layout '{layout.name}': --stem-padding {stem_padding}: no registered backbone has a 3x3 stem "
+            "padded by that (resnet18-small pads by 1); not imported."
+        )
+    return "3x3, padding 1 (--stem-padding 1)"
+
+
+def map_checkpoint(ckpt: Any, layout: Layout, arch: str, stem_padding: int | None = None) -> Mapped:
     """Apply ``layout`` to a loaded checkpoint for backbone ``arch``; raise unless every key is accounted for.
 
     Raises :class:`KeyMismatchError` listing unknown keys (neither a backbone key nor dropped by a head
     rule), missing backbone keys and shape mismatches, or :class:`UnsupportedCheckpointError` from the
-    layout's ``refuse`` rule.
+    layout's ``refuse`` rule or from the stem check (:func:`_check_stem`, with ``stem_padding`` from
+    ``--stem-padding``). Every import path, ``--prefix`` included, goes through here.
     """
     expected = _expected(arch)
     container, where = _find_container(ckpt, layout)
     state: dict[str, torch.Tensor] = {}
     source_of: dict[str, str] = {}
-    dropped: Counter[str] = Counter()
+    dropped: dict[str, list[str]] = {}
     unknown: list[str] = []
     for key, value in container.items():
         key = str(key)
         head = layout.head_of(key)
         if head is not None:
-            dropped[head] += 1
+            dropped.setdefault(head, []).append(key)
             continue
         name = layout.rename(key[len(layout.prefix) :]) if key.startswith(layout.prefix) else None
         tensor = _as_tensor(value)
         if name is None or name not in expected or tensor is None:
-            unknown.append(key)
+            unknown.append(f"{key} (an unread {value.global_name} object)" if isinstance(value, Foreign) else key)
             continue
         if name in state:
             raise KeyMismatchError(f"layout '{layout.name}': '{source_of[name]}' and '{key}' both map to '{name}'")
@@ -515,27 +800,35 @@ def map_checkpoint(ckpt: Any, layout: Layout, arch: str) -> Mapped:
             + _listing(mismatched),
             mismatched=mismatched,
         )
+    stem = _check_stem(layout, state, source_of["conv1.weight"], stem_padding)
     filled = []
     for k in expected:
         if k not in state:  # only BN counters get here (missing is empty)
             state[k] = torch.zeros_like(expected[k], device="cpu")
             filled.append(k)
     dtypes = sorted({str(v.dtype).replace("torch.", "") for k, v in state.items() if k not in filled})
-    return Mapped(layout, state, where, dict(dropped), filled, dtypes)
+    return Mapped(layout, state, where, dropped, filled, dtypes, stem)
 
 
-def detect_layout(ckpt: Any, arch: str) -> Mapped:
-    """Try every layout in :data:`LAYOUTS`; return the only one that fits, else raise saying why."""
+def detect_layout(ckpt: Any, arch: str, stem_padding: int | None = None) -> Mapped:
+    """Try every layout in :data:`LAYOUTS`; return the only one that fits, else raise saying why.
+
+    Where several fit and exactly one of them is signed by the file (``Layout.signature``, e.g.
+    mmselfsup's ``author`` tag beside torchvision names), the signed one is taken.
+    """
     fits: list[Mapped] = []
     refused: list[tuple[str, UnsupportedCheckpointError]] = []
     reasons: list[str] = []
     for layout in LAYOUTS.values():
         try:
-            fits.append(map_checkpoint(ckpt, layout, arch))
+            fits.append(map_checkpoint(ckpt, layout, arch, stem_padding))
         except UnsupportedCheckpointError as exc:
             refused.append((layout.name, exc))
         except KeyMismatchError as exc:
             reasons.append(f"  {exc}")
+    signed = [m for m in fits if m.layout.signature is not None and m.layout.signature(ckpt)]
+    if len(signed) == 1 and not refused:
+        return signed[0]
     if len(fits) == 1 and not refused:
         return fits[0]
     if not fits and len(refused) == 1:
@@ -544,6 +837,7 @@ def detect_layout(ckpt: Any, arch: str) -> Mapped:
         names = [m.layout.name for m in fits] + [f"{name} (refused)" for name, _ in refused]
         raise CheckpointImportError(
             f"--layout auto: the checkpoint fits several layouts ({', '.join(names)}); pass --layout to choose"
+            + "".join(f"\n  {exc}" for _, exc in refused)
         )
     raise KeyMismatchError(
         "--layout auto: no layout fits this checkpoint (use --layout NAME to see one layout's full error, or "
@@ -551,9 +845,107 @@ def detect_layout(ckpt: Any, arch: str) -> Mapped:
     )
 
 
+def recognised_layouts(ckpt: Any, arch: str, stem_padding: int | None = None) -> dict[str, str]:
+    """Known layouts that claim ``ckpt``: name -> how (it fits, it is refused by, or it carries the marks).
+
+    ``--prefix`` is for layouts we do not know; a checkpoint claimed here is refused under ``--prefix``,
+    so a prefix cannot skip a known layout's head rules, stem knowledge or refusals.
+    """
+    claims: dict[str, str] = {}
+    for layout in LAYOUTS.values():
+        try:
+            map_checkpoint(ckpt, layout, arch, stem_padding)
+            claims[layout.name] = "fits"
+        except UnsupportedCheckpointError as exc:
+            claims[layout.name] = f"refused: {exc}"
+        except KeyMismatchError:
+            if layout.recognises(ckpt):
+                claims[layout.name] = f"carries its keys ({', '.join(layout.markers)})"
+    return claims
+
+
 # ----------------------------------------------------------------------------------------------------
 # Import
 # ----------------------------------------------------------------------------------------------------
+
+# Training crops whose size is the resolution the network was trained at (mmselfsup 1.x configs, e.g.
+# open-mmlab/mmselfsup@db861f30 configs/selfsup/_base_/datasets/imagenet_byol.py lines 6-10:
+# dict(type='RandomResizedCrop', size=224, ...); mmcv's own transform calls it ``scale``).
+_CROP_TYPES = ("RandomResizedCrop", "RandomResizedCropAndInterpolationWithTwoPic")
+
+
+def _crop_sizes(config_text: str) -> set[int]:
+    """Sizes of the training crops in an mmengine config's text, read with ``ast`` (never executed)."""
+    try:
+        tree = ast.parse(config_text)
+    except (SyntaxError, ValueError):
+        return set()
+    sizes: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict":
+            fields = {kw.arg: kw.value for kw in node.keywords if kw.arg}
+        elif isinstance(node, ast.Dict):
+            fields = {k.value: v for k, v in zip(node.keys, node.values) if isinstance(k, ast.Constant)}
+        else:
+            continue
+        kind = fields.get("type")
+        if not (isinstance(kind, ast.Constant) and kind.value in _CROP_TYPES):
+            continue
+        for key in ("size", "scale"):
+            try:
+                value = ast.literal_eval(fields[key]) if key in fields else None
+            except ValueError:
+                continue
+            if isinstance(value, (tuple, list)) and len(value) == 2 and value[0] == value[1]:
+                value = value[0]
+            if isinstance(value, int) and not isinstance(value, bool):
+                sizes.add(value)
+    return sizes
+
+
+def input_size_in(ckpt: Any) -> tuple[int, str] | None:
+    """The training resolution a checkpoint records, with where it was read; ``None`` if it records none.
+
+    Only mmengine checkpoints record it among the formats we read: ``meta['cfg']`` is the run's config as
+    Python text (open-mmlab/mmengine@25434293 ``runner/runner.py`` line 2215:
+    ``cfg=self.cfg.pretty_text``), whose training crops give it. Several different crop sizes (multi-crop)
+    tell nothing and give ``None``.
+    """
+    meta = ckpt.get("meta") if isinstance(ckpt, Mapping) else None
+    text = meta.get("cfg") if isinstance(meta, Mapping) else None
+    if not isinstance(text, str):
+        return None
+    sizes = _crop_sizes(text)
+    if len(sizes) != 1:
+        return None
+    return sizes.pop(), "checkpoint meta.cfg (" + "/".join(_CROP_TYPES[:1]) + " size)"
+
+
+_OWN_FILES = frozenset({WEIGHTS, HEADS, META})
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` that exists, unless ``overwrite`` and it holds an artifact's own files and nothing else.
+
+    ``save_artifact`` replaces the whole directory, so ``--force`` on a folder holding anything else
+    (a user's notes, other runs) would delete it: that is refused, naming what is there.
+    """
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise CheckpointImportError(f"{out} exists and is not a directory")
+    if not any(out.iterdir()):
+        return  # an empty folder made beforehand
+    if not (out / META).is_file():
+        raise CheckpointImportError(f"{out} exists and is not an artifact (no {META}); choose another --out")
+    if not overwrite:
+        raise CheckpointImportError(f"{out} exists; pass --force to replace the artifact there")
+    others = sorted(p.name for p in out.iterdir() if p.name not in _OWN_FILES)
+    if others:
+        raise CheckpointImportError(
+            f"--force: {out} holds files that are not the artifact's own ({_listing(others)}); --force only "
+            f"replaces {', '.join(sorted(_OWN_FILES))}, so move those away or choose another --out"
+        )
 
 
 def import_checkpoint(
@@ -566,11 +958,19 @@ def import_checkpoint(
     mean: tuple[float, float, float] = IMAGENET_MEAN,
     std: tuple[float, float, float] = IMAGENET_STD,
     overwrite: bool = False,
+    stem_padding: int | None = None,
 ) -> Path:
     """Turn the checkpoint at ``path`` into an artifact at ``out``; return ``out``.
 
     ``layout`` is a key of :data:`LAYOUTS` or ``"auto"``; ``prefix`` (only with ``layout="auto"``) selects
-    :func:`prefix_layout` instead. ``input_size`` defaults to 32 for small-stem backbones, 224 otherwise.
+    :func:`prefix_layout` instead, and is refused for a checkpoint a known layout claims
+    (:func:`recognised_layouts`). ``stem_padding`` states a 3×3 stem's padding where the layout does not
+    fix it (see :func:`_check_stem`).
+
+    ``input_size`` (``meta.input_size``, the size evaluators resize images to) comes from the checkpoint
+    where it records one (:func:`input_size_in`) or from ``input_size``; both given and different is an
+    error. Neither is an error too: a ResNet's tensors fit any resolution, so a default (224, or 32 for a
+    small stem) would silently evaluate a 96-px STL-10 or a 64-px network at the wrong size.
     The written artifact is loaded back and compared tensor by tensor before this returns.
     """
     spec = get_spec(arch)
@@ -580,23 +980,41 @@ def import_checkpoint(
         raise CheckpointImportError("--prefix defines its own layout; do not combine it with --layout")
     if layout != "auto" and layout not in LAYOUTS:
         raise CheckpointImportError(f"unknown layout '{layout}' (known: auto, {', '.join(LAYOUTS)})")
-    if out.exists() and not (overwrite and (out / META).is_file()):
-        raise CheckpointImportError(
-            f"{out} exists; pass --force to replace an artifact there" if (out / META).is_file() else f"{out} exists"
-        )
+    _check_out(out, overwrite)
     ckpt, fmt = read_checkpoint(src)
     if prefix is not None:
-        mapped = map_checkpoint(ckpt, prefix_layout(prefix), arch)
+        claims = recognised_layouts(ckpt, arch, stem_padding)
+        if claims:
+            refusals = [how.removeprefix("refused: ") for how in claims.values() if how.startswith("refused: ")]
+            raise (UnsupportedCheckpointError if refusals else CheckpointImportError)(
+                f"{src}: --prefix is for a layout we do not know, and this checkpoint is claimed by known "
+                f"layout(s): {'; '.join(f'{name} ({how})' for name, how in claims.items())}. A prefix cannot "
+                "override what a known layout knows (its heads, stem, refusals): "
+                + ("not imported." if refusals else f"use --layout {next(iter(claims))} (or auto).")
+            )
+        mapped = map_checkpoint(ckpt, prefix_layout(prefix), arch, stem_padding)
     elif layout == "auto":
-        mapped = detect_layout(ckpt, arch)
+        mapped = detect_layout(ckpt, arch, stem_padding)
     else:
-        mapped = map_checkpoint(ckpt, LAYOUTS[layout], arch)
+        mapped = map_checkpoint(ckpt, LAYOUTS[layout], arch, stem_padding)
+    recorded = input_size_in(ckpt)
+    if recorded is not None and input_size is not None and recorded[0] != input_size:
+        raise CheckpointImportError(
+            f"--input-size {input_size} contradicts {src}'s {recorded[1]}: {recorded[0]}; drop the flag or fix it"
+        )
+    if recorded is None and input_size is None:
+        raise CheckpointImportError(
+            f"{src} does not record the image size its network was trained at, and evaluators resize every image "
+            "to meta.input_size: pass --input-size (the pretraining crop size, e.g. 224 for ImageNet, 96 for "
+            f"STL-10, 32 for CIFAR{' - usual for a small stem' if spec.stem == 'small' else ''})"
+        )
+    size, size_from = (input_size, "--input-size") if input_size is not None else recorded  # type: ignore[misc]
     with torch.device("meta"):  # no initialisation: every tensor comes from the checkpoint
         model = build_backbone(arch)
     expected = _expected(arch)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in mapped.state.items()}, strict=True, assign=True)
-    size = input_size if input_size is not None else (32 if spec.stem == "small" else 224)
     source = {"path": str(src), "bytes": src.stat().st_size, "sha256": sha256_file(src), "format": fmt}
+    unread = sorted(_foreign_names(ckpt))
     meta = ArtifactMeta(
         architecture=arch,
         feature_dim=spec.feature_dim,
@@ -604,8 +1022,8 @@ def import_checkpoint(
         method="imported",
         mean=tuple(mean),
         std=tuple(std),
-        config={"arch": arch, "layout": layout, "prefix": prefix, "input_size": size},
-        extra={"source": {**source, **mapped.record()}},
+        config={"arch": arch, "layout": layout, "prefix": prefix, "input_size": size, "stem_padding": stem_padding},
+        extra={"source": {**source, **mapped.record(), "input_size_from": size_from, "objects_left_unread": unread}},
     )
     save_artifact(out, model, meta)
     written = load_artifact(out).model.state_dict()
@@ -617,4 +1035,4 @@ def import_checkpoint(
 
 def describe_layouts() -> str:
     """One line per layout, for ``--help``."""
-    return "\n".join(f"  {name:12s} {layout.description}" for name, layout in LAYOUTS.items())
+    return "\n".join(f"  {name:18s} {layout.description}" for name, layout in LAYOUTS.items())

@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import os
 import pickle
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,11 +37,15 @@ from zoo.importers import (
     UnsafeCheckpointError,
     UnsupportedCheckpointError,
     detect_layout,
-    import_checkpoint,
     map_checkpoint,
     read_checkpoint,
 )
+from zoo.importers import import_checkpoint as _import_checkpoint
 from zoo.io import sha256_file
+
+# Most tests are about keys; the size evaluators feed is required (nothing here records it) and is
+# tested on its own below.
+import_checkpoint = functools.partial(_import_checkpoint, input_size=64)
 
 
 def _source(arch: str = "resnet18", seed: int = 0) -> nn.Module:
@@ -244,6 +254,11 @@ def test_dropped_heads_are_recorded_not_silent(tmp_path):
     assert source["dropped"]["module.queue"] == 1 and source["dropped"]["module.queue_ptr"] == 1
     assert source["dropped"]["module.encoder_k"] == len(_source().state_dict()) + 2  # incl. its MLP head
     assert source["filled"] == []
+    names = source["dropped_keys"]  # every dropped key by name, not only counts
+    assert names["module.queue"] == ["module.queue"] and names["module.queue_ptr"] == ["module.queue_ptr"]
+    assert names["module.encoder_q.fc"] == [f"module.encoder_q.fc.{i}.{p}" for i in (0, 2) for p in ("weight", "bias")]
+    assert len(names["module.encoder_k"]) == source["dropped"]["module.encoder_k"]
+    assert "module.encoder_k.layer4.1.bn2.running_var" in names["module.encoder_k"]
 
 
 @pytest.mark.slow  # three ResNet-50s and two 100 MB files; ~30 s on a loaded 2-core machine
@@ -255,6 +270,41 @@ def test_detectron2_round_trip_resnet50_fills_only_bn_counters(tmp_path):
     assert source["format"] == "pickle" and source["layout"] == "detectron2"
     assert len(source["filled"]) == sum(isinstance(m, nn.BatchNorm2d) for m in src.modules())
     assert all(k.endswith("num_batches_tracked") for k in source["filled"])
+
+
+def _d2_tool_key(key: str) -> str:
+    """The renaming detectron2's tools/convert-torchvision-to-d2.py and MoCo's
+    detection/convert-pretrain-to-detectron2.py apply (detectron2@02b5c4e2 lines 40-47, moco@3402035 lines
+    26-33), written out here: every key without "layer" gains "stem." (so fc.* becomes stem.fc.*),
+    layerN -> res{N+1}, bnK -> convK.norm, downsample.0/1 -> shortcut / shortcut.norm."""
+    key = key if "layer" in key else "stem." + key
+    key = re.sub(r"layer([1-4])", lambda m: f"res{int(m.group(1)) + 1}", key)
+    key = re.sub(r"bn([1-3])", r"conv\1.norm", key)
+    return key.replace("downsample.0", "shortcut").replace("downsample.1", "shortcut.norm")
+
+
+def _d2_tool_pkl(path: Path, state: dict, author: str) -> Path:
+    """The file those scripts write: pickle.dump({"model": numpy arrays (num_batches_tracked kept),
+    "__author__": author, "matching_heuristics": True}) (detectron2 lines 49-54, moco lines 35-40)."""
+    model = {_d2_tool_key(k): v.numpy() for k, v in state.items()}
+    path.write_bytes(pickle.dumps({"model": model, "__author__": author, "matching_heuristics": True}))
+    return path
+
+
+def test_detectron2_tool_pkls_import_and_drop_stem_fc(tmp_path):
+    src = _source()
+    tv = _d2_tool_pkl(tmp_path / "r18.pkl", src.state_dict(), "torchvision")  # fc: 1000-way classifier
+    moco = _moco_v2(src)["state_dict"]
+    q = {k.removeprefix("module.encoder_q."): v for k, v in moco.items() if k.startswith("module.encoder_q.")}
+    mo = _d2_tool_pkl(tmp_path / "moco.pkl", q, "MOCO")  # fc: MoCo v2's MLP head (fc.0, fc.2)
+    for path, dropped in (
+        (tv, ["stem.fc.weight", "stem.fc.bias"]),
+        (mo, [f"stem.fc.{i}.{p}" for i in (0, 2) for p in ("weight", "bias")]),
+    ):
+        art = _assert_same_features(import_checkpoint(path, "resnet18", tmp_path / path.stem), src)
+        source = art.meta.extra["source"]
+        assert source["layout"] == "detectron2" and source["dropped_keys"] == {"stem.fc": dropped}
+        assert source["filled"] == []  # these scripts keep num_batches_tracked
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
@@ -269,19 +319,93 @@ def test_small_stem_and_safetensors_and_legacy_torch_files(tmp_path):
     src = _source("resnet18-small")
     save_file(src.state_dict(), str(tmp_path / "w.safetensors"))
     art = _assert_same_features(
-        import_checkpoint(tmp_path / "w.safetensors", "resnet18-small", tmp_path / "a"), src, 32
+        import_checkpoint(tmp_path / "w.safetensors", "resnet18-small", tmp_path / "a", input_size=32, stem_padding=1),
+        src,
+        32,
     )
     assert art.meta.input_size == 32 and art.meta.extra["source"]["format"] == "safetensors"
+    assert art.meta.extra["source"]["stem"] == "3x3, padding 1 (--stem-padding 1)"
     torch.save(src.state_dict(), tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
-    _assert_same_features(import_checkpoint(tmp_path / "legacy.pth", "resnet18-small", tmp_path / "b"), src, 32)
+    _assert_same_features(
+        import_checkpoint(tmp_path / "legacy.pth", "resnet18-small", tmp_path / "b", stem_padding=1), src, 32
+    )
 
 
 def test_auto_finds_the_state_dict_in_common_containers():
-    state = _source().state_dict()
-    extracted = {"state_dict": {k: v for k, v in state.items() if not k.startswith("fc.")}, "author": "MMSelfSup"}
-    for ckpt in (extracted, {"model": state, "epoch": 3}):  # mmselfsup's extract_backbone_weights; DeiT-style
-        mapped = detect_layout(ckpt, "resnet18")
-        assert mapped.layout.name == "torchvision" and set(mapped.state) == set(_trunk(_source()).state_dict())
+    mapped = detect_layout({"model": _source().state_dict(), "epoch": 3}, "resnet18")  # DeiT-style
+    assert mapped.layout.name == "torchvision" and set(mapped.state) == set(_trunk(_source()).state_dict())
+
+
+def _extract_backbone_weights(ckpt: dict) -> dict:
+    """What mmselfsup's tools/model_converters/extract_backbone_weights.py writes (db861f30, lines 20-28):
+    the 'backbone.' keys with that prefix cut off, under 'state_dict', tagged author='MMSelfSup'."""
+    cut = {k[len("backbone.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("backbone.")}
+    return {"state_dict": cut, "author": "MMSelfSup"}
+
+
+def test_mmselfsup_extracted_backbone_is_its_own_layout(tmp_path):
+    src = _source()
+    torch.save(_extract_backbone_weights(_mmselfsup(src)), tmp_path / "backbone.pth")
+    for layout in ("auto", "mmselfsup-backbone"):  # the author tag decides between it and a torchvision dict
+        art = _assert_same_features(
+            import_checkpoint(tmp_path / "backbone.pth", "resnet18", tmp_path / layout, layout), src
+        )
+        assert art.meta.extra["source"]["layout"] == "mmselfsup-backbone"
+        assert art.meta.extra["source"]["container"] == "state_dict"
+
+
+def test_prefix_cannot_bypass_the_solo_learn_cifar_stem(tmp_path):
+    """The audit's case: solo-learn CIFAR + --prefix backbone. + --arch resnet18-small exited 0 with wrong features."""
+    torch.save(_solo_learn(_source("resnet18-small")), tmp_path / "cifar.ckpt")
+    for kwargs in ({"prefix": "backbone."}, {"prefix": "backbone.", "stem_padding": 1}, {"stem_padding": 1}):
+        with pytest.raises(UnsupportedCheckpointError, match="padding=2"):
+            import_checkpoint(tmp_path / "cifar.ckpt", "resnet18-small", tmp_path / "a", **kwargs)
+    argv = ["import", str(tmp_path / "cifar.ckpt"), "--arch", "resnet18-small", "--out", str(tmp_path / "a")]
+    assert cli_main(argv + ["--prefix", "backbone.", "--input-size", "32", "--stem-padding", "1"]) == 1
+    assert not (tmp_path / "a").exists()
+
+
+def test_prefix_cannot_take_over_a_known_layout(tmp_path):
+    path = _write(tmp_path, "moco-v2", _source())
+    with pytest.raises(CheckpointImportError, match="claimed by known layout.*moco-v2.*use --layout moco-v2"):
+        import_checkpoint(path, "resnet18", tmp_path / "a", prefix="module.encoder_q.")
+    ckpt = _lightly(_source())
+    ckpt["state_dict"]["new_head.weight"] = torch.zeros(2)  # lightly's marks, one key its rules do not know
+    torch.save(ckpt, tmp_path / "l.ckpt")
+    with pytest.raises(CheckpointImportError, match="lightly \\(carries its keys"):
+        import_checkpoint(tmp_path / "l.ckpt", "resnet18", tmp_path / "a", prefix="backbone.")
+
+
+def _stripped_small(tmp_path) -> tuple[nn.Module, Path, Path]:
+    src = _source("resnet18-small")
+    trunk = _trunk(src).state_dict()
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in trunk.items()}}, tmp_path / "bb.ckpt")
+    torch.save({"model": {f"encoder.{k}": v for k, v in trunk.items()}}, tmp_path / "other.pth")
+    return src, tmp_path / "bb.ckpt", tmp_path / "other.pth"
+
+
+@pytest.mark.parametrize(
+    "which, kwargs",
+    [("bb", {"layout": "lightly"}), ("bb", {"layout": "mmselfsup"}), ("other", {"prefix": "encoder"})],
+)
+def test_every_path_runs_the_stem_check(tmp_path, which, kwargs):
+    """A 3x3 stem's padding is invisible in the tensors: unless the layout fixes it, --stem-padding must."""
+    src, bb, other = _stripped_small(tmp_path)
+    path = bb if which == "bb" else other
+    with pytest.raises(UnsupportedCheckpointError, match="--stem-padding 1"):
+        import_checkpoint(path, "resnet18-small", tmp_path / "a", **kwargs)
+    with pytest.raises(UnsupportedCheckpointError, match="--stem-padding 2: no registered backbone"):
+        import_checkpoint(path, "resnet18-small", tmp_path / "a", stem_padding=2, **kwargs)
+    art = _assert_same_features(
+        import_checkpoint(path, "resnet18-small", tmp_path / "a", stem_padding=1, **kwargs), src
+    )
+    assert art.meta.extra["source"]["stem"] == "3x3, padding 1 (--stem-padding 1)"
+
+
+def test_auto_names_the_solo_learn_stem_among_the_candidates(tmp_path):
+    _, bb, _ = _stripped_small(tmp_path)
+    with pytest.raises(CheckpointImportError, match="(?s)several layouts.*solo-learn \\(refused\\).*padding=2"):
+        import_checkpoint(bb, "resnet18-small", tmp_path / "a", stem_padding=1)
 
 
 def test_prefix_covers_an_unknown_layout(tmp_path):
@@ -296,6 +420,10 @@ def test_prefix_covers_an_unknown_layout(tmp_path):
         import_checkpoint(tmp_path / "x.pth", "resnet18", tmp_path / "a", prefix="encoder"), src
     )
     assert art.meta.extra["source"]["dropped"] == {"encoder.fc": 2, "proj": 2}
+    assert art.meta.extra["source"]["dropped_keys"] == {
+        "encoder.fc": ["encoder.fc.weight", "encoder.fc.bias"],
+        "proj": ["proj.weight", "proj.bias"],
+    }
 
 
 # ---- errors ----------------------------------------------------------------------------------------------
@@ -362,12 +490,122 @@ def test_lightly_resnet_generator_is_refused(tmp_path):
         import_checkpoint(tmp_path / "gen.ckpt", "resnet18-small", tmp_path / "a")
 
 
-def test_checkpoint_needing_code_is_refused_with_the_fix(tmp_path):
-    ckpt = _solo_learn(_source())
+def test_lightning_hyper_parameters_objects_are_left_unread(tmp_path):
+    src = _source()
+    ckpt = _solo_learn(src)
     ckpt["hyper_parameters"] = argparse.Namespace(lr=0.1)  # what Lightning hparams objects look like to pickle
     torch.save(ckpt, tmp_path / "x.ckpt")
-    with pytest.raises(UnsafeCheckpointError, match=r"argparse.Namespace.*weights_only=False.*state_dict"):
-        import_checkpoint(tmp_path / "x.ckpt", "resnet18", tmp_path / "a")
+    art = _assert_same_features(import_checkpoint(tmp_path / "x.ckpt", "resnet18", tmp_path / "a"), src)
+    assert art.meta.extra["source"]["objects_left_unread"] == ["argparse.Namespace"]
+
+
+def _fake_modules(monkeypatch, dotted: str) -> types.ModuleType:
+    """Register ``dotted`` (and its parents) in sys.modules so a test class can be pickled under that name."""
+    parts = dotted.split(".")
+    for i in range(1, len(parts) + 1):
+        monkeypatch.setitem(sys.modules, ".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
+    return sys.modules[dotted]
+
+
+def _history_buffer(module: types.ModuleType) -> type:
+    """A class that pickles like mmengine.logging.history_buffer.HistoryBuffer (numpy arrays in __dict__)."""
+
+    def init(self) -> None:
+        self.max_length = 1000000
+        self._log_history = np.array([0.5, 0.25])
+        self._count_history = np.array([1, 1])
+
+    module.HistoryBuffer = type("HistoryBuffer", (), {"__init__": init, "__module__": module.__name__})
+    return module.HistoryBuffer
+
+
+_MMENGINE_CFG = """model = dict(type='BYOL', backbone=dict(type='ResNet', depth=18))
+view_pipeline1 = [
+    dict(
+        type='RandomResizedCrop',
+        size=96,
+        interpolation='bicubic',
+        backend='pillow'),
+    dict(type='RandomFlip', prob=0.5),
+]
+view_pipeline2 = [dict(type='RandomResizedCrop', size=96, interpolation='bicubic', backend='pillow')]
+"""
+
+
+def test_mmengine_checkpoint_reads_only_the_state_dict(tmp_path, monkeypatch):
+    """mmengine runner.save_checkpoint (open-mmlab/mmengine@25434293 runner/runner.py lines 2214-2236): meta with the
+    config text, state_dict, and message_hub whose log_scalars are HistoryBuffer objects. Nothing but the
+    state dict is rebuilt: a payload beside it (os.mkdir) must not run."""
+    history_buffer = _history_buffer(_fake_modules(monkeypatch, "mmengine.logging.history_buffer"))
+    marker = tmp_path / "ran"
+    src = _source()
+    ckpt = _mmselfsup(src)
+    ckpt["meta"].update(cfg=_MMENGINE_CFG, seed=0, experiment_name="byol", dataset_meta={"classes": ["a"]})
+    ckpt["message_hub"] = {
+        "log_scalars": {"train/loss": history_buffer(), "train/lr": history_buffer()},
+        "runtime_info": {"epoch": 200, "iter": 1000, "hook": _ExecPayload(str(marker))},
+        "resumed_keys": {"train/loss": True, "epoch": True},
+    }
+    torch.save(ckpt, tmp_path / "epoch_200.pth")
+    monkeypatch.delitem(sys.modules, "mmengine")  # mmengine is not installed where we import
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(tmp_path / "epoch_200.pth", weights_only=True)  # control: plain weights_only refuses it
+    art = _assert_same_features(_import_checkpoint(tmp_path / "epoch_200.pth", "resnet18", tmp_path / "a"), src)
+    source = art.meta.extra["source"]
+    assert source["layout"] == "mmselfsup" and not marker.exists()
+    assert source["objects_left_unread"] == ["builtins.exec", "mmengine.logging.history_buffer.HistoryBuffer"]
+    assert art.meta.input_size == 96 and source["input_size_from"].startswith("checkpoint meta.cfg")
+    with pytest.raises(CheckpointImportError, match="--input-size 64 contradicts.*96"):
+        _import_checkpoint(tmp_path / "epoch_200.pth", "resnet18", tmp_path / "b", input_size=64)
+
+
+def _legacy_with_objects(name: str, src: nn.Module, path: Path) -> Path:
+    """``name``'s checkpoint in the pre-1.6 torch format with a pickled object beside the weights."""
+    ckpt = BUILDERS[name](src)
+    if "state_dict" not in ckpt and "classy_state_dict" not in ckpt:  # a bare state dict (torchvision, lightly)
+        ckpt = {"state_dict": ckpt}
+    ckpt["hyper_parameters"] = argparse.Namespace(lr=0.1)
+    torch.save(ckpt, path, _use_new_zipfile_serialization=False)
+    return path
+
+
+def _run_suggested_fix(message: str) -> Path:
+    """Execute the command the refusal suggests, as printed (its last ``python -c '...'``); return its output."""
+    command = re.search(r"(python -c '.*')\s*$", message).group(1)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(["bash", "-c", command], check=True, env=env, timeout=300)
+    out = Path(re.search(r'"([^"]+\.resaved\.pt)"', command).group(1))
+    assert out.is_file()
+    return out
+
+
+def test_a_torch_file_naming_os_is_refused_without_a_fix(tmp_path):
+    marker = tmp_path / "ran"
+    torch.save({"state_dict": _source().state_dict(), "x": _Payload(str(marker))}, tmp_path / "evil.pth")
+    with pytest.raises(UnsafeCheckpointError, match="posix.*is blocked.*do not load it") as err:
+        import_checkpoint(tmp_path / "evil.pth", "resnet18", tmp_path / "a")
+    assert "python -c" not in str(err.value) and not marker.exists()
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_the_refusals_fix_writes_a_file_the_layout_reads(tmp_path, name):
+    src = _source()
+    layout = name.replace("-sequential", "")
+    path = _legacy_with_objects(name, src, tmp_path / "old.ckpt")
+    with pytest.raises(UnsafeCheckpointError, match="argparse.Namespace") as err:
+        import_checkpoint(path, "resnet18", tmp_path / "a", layout=layout)
+    fixed = _run_suggested_fix(str(err.value))
+    art = _assert_same_features(import_checkpoint(fixed, "resnet18", tmp_path / "a", layout=layout), src)
+    assert art.meta.extra["source"]["layout"] == layout
+
+
+def test_a_pickled_module_is_refused_with_a_fix_that_works(tmp_path):
+    src = _source()
+    torch.save(src, tmp_path / "model.pth")  # the whole nn.Module, as some repositories save
+    with pytest.raises(UnsafeCheckpointError, match="torchvision.models.resnet.ResNet.*state_dict") as err:
+        import_checkpoint(tmp_path / "model.pth", "resnet18", tmp_path / "a")
+    fixed = _run_suggested_fix(str(err.value))
+    _assert_same_features(import_checkpoint(fixed, "resnet18", tmp_path / "a", layout="torchvision"), src)
 
 
 class _Payload:
@@ -376,6 +614,11 @@ class _Payload:
 
     def __reduce__(self):
         return (os.mkdir, (self.path,))
+
+
+class _ExecPayload(_Payload):
+    def __reduce__(self):  # builtins.exec: a module torch does not blocklist, unlike os/posix
+        return (exec, (f"import os; os.mkdir({self.path!r})",))
 
 
 def test_pickle_with_code_is_refused_before_running_it(tmp_path):
@@ -410,10 +653,57 @@ def test_object_arrays_are_not_weights(tmp_path):
         import_checkpoint(path, "resnet18", tmp_path / "a", layout="detectron2")
 
 
+def test_truncated_files_say_truncated(tmp_path):
+    from safetensors.torch import save_file
+
+    state = _source().state_dict()
+    torch.save(state, tmp_path / "zip.pth")
+    torch.save(state, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    save_detectron2_pkl(tmp_path / "d2.pkl", state)
+    save_file({k: v for k, v in state.items()}, str(tmp_path / "w.safetensors"))
+    for name, what in [
+        ("zip.pth", "truncated torch file"),
+        ("legacy.pth", "truncated torch file"),
+        ("d2.pkl", "truncated pickle file"),
+        ("w.safetensors", "truncated safetensors file"),
+    ]:
+        data = (tmp_path / name).read_bytes()
+        (tmp_path / f"cut-{name}").write_bytes(data[: len(data) // 2])
+        with pytest.raises(CheckpointImportError, match=f"cut-{re.escape(name)}: {what}"):
+            read_checkpoint(tmp_path / f"cut-{name}")
+
+
+def test_input_size_is_read_or_required(tmp_path, capsys):
+    torch.save(_source().state_dict(), tmp_path / "x.pth")
+    with pytest.raises(CheckpointImportError, match="does not record the image size.*pass --input-size"):
+        _import_checkpoint(tmp_path / "x.pth", "resnet18", tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    argv = ["import", str(tmp_path / "x.pth"), "--arch", "resnet18", "--out", str(tmp_path / "a")]
+    assert cli_main(argv) == 1 and "--input-size" in capsys.readouterr().err
+    assert cli_main(argv + ["--input-size", "112"]) == 0
+    meta = read_meta(tmp_path / "a")
+    assert meta.input_size == 112 and meta.extra["source"]["input_size_from"] == "--input-size"
+
+
+def test_force_replaces_only_an_artifact(tmp_path):
+    torch.save(_source().state_dict(), tmp_path / "x.pth")
+    out = import_checkpoint(tmp_path / "x.pth", "resnet18", tmp_path / "art")
+    (out / "notes.txt").write_text("my notes")
+    with pytest.raises(CheckpointImportError, match="not the artifact's own.*notes.txt"):
+        import_checkpoint(tmp_path / "x.pth", "resnet18", out, overwrite=True)
+    assert (out / "notes.txt").read_text() == "my notes"
+    (out / "notes.txt").unlink()
+    import_checkpoint(tmp_path / "x.pth", "resnet18", out, overwrite=True, input_size=32)
+    assert read_meta(out).input_size == 32
+    (tmp_path / "empty").mkdir()
+    import_checkpoint(tmp_path / "x.pth", "resnet18", tmp_path / "empty")  # a folder made beforehand
+
+
 def test_out_is_never_clobbered_without_force(tmp_path):
     torch.save(_source().state_dict(), tmp_path / "x.pth")
     (tmp_path / "data").mkdir()
-    with pytest.raises(CheckpointImportError, match="exists"):
+    (tmp_path / "data" / "train.csv").write_text("x")
+    with pytest.raises(CheckpointImportError, match="exists and is not an artifact"):
         import_checkpoint(tmp_path / "x.pth", "resnet18", tmp_path / "data")
     out = import_checkpoint(tmp_path / "x.pth", "resnet18", tmp_path / "art")
     with pytest.raises(CheckpointImportError, match="--force"):
@@ -438,4 +728,4 @@ def test_cli_import(tmp_path, capsys):
 
 
 def test_every_layout_has_a_test():
-    assert set(LAYOUTS) <= {n.replace("-sequential", "") for n in BUILDERS} | {"detectron2"}
+    assert set(LAYOUTS) <= {n.replace("-sequential", "") for n in BUILDERS} | {"detectron2", "mmselfsup-backbone"}
