@@ -425,7 +425,8 @@ class Layout:
     - ``markers``: key prefixes in the container that only this library writes; with a key under
       ``prefix`` they *recognise* a checkpoint as this library's even where other keys do not fit, so
       ``--prefix`` cannot take it over. ``signature(checkpoint)``: the file says whose it is (a top-level
-      tag); when several layouts fit, the one signed is taken.
+      tag); ``auto`` only tries such a layout on a file that carries the tag, and takes it over the
+      others that fit (its names are torchvision's, so without the tag it would tie with them).
     - ``stem_padding``: what the library's 3×3 stem pads by, with ``stem_source`` citing where it is set;
       ``None`` where the library does not fix it (then ``--stem-padding`` must say).
     - ``drop_outside_prefix``: every key outside ``prefix`` is dropped (``--prefix``: recorded by name,
@@ -820,6 +821,9 @@ def detect_layout(ckpt: Any, arch: str, stem_padding: int | None = None) -> Mapp
     refused: list[tuple[str, UnsupportedCheckpointError]] = []
     reasons: list[str] = []
     for layout in LAYOUTS.values():
+        if layout.signature is not None and not layout.signature(ckpt):
+            reasons.append(f"  layout '{layout.name}': the file does not carry its tag")
+            continue  # a tag-only layout is never guessed for an untagged file (explicit --layout still works)
         try:
             fits.append(map_checkpoint(ckpt, layout, arch, stem_padding))
         except UnsupportedCheckpointError as exc:
@@ -853,6 +857,8 @@ def recognised_layouts(ckpt: Any, arch: str, stem_padding: int | None = None) ->
     """
     claims: dict[str, str] = {}
     for layout in LAYOUTS.values():
+        if layout.signature is not None and not layout.signature(ckpt):
+            continue
         try:
             map_checkpoint(ckpt, layout, arch, stem_padding)
             claims[layout.name] = "fits"
