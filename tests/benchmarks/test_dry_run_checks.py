@@ -69,6 +69,10 @@ def test_check_root_of_each_layout(tmp_path):
         f.unlink()
     assert "hold no image" in check_root("imagenet", str(tree))[0]
     assert check_root("digits", None) == []  # embedded: nothing on disk to check
+    # any other layout is checked by its own loader: an image folder without class folders is named
+    (tmp_path / "folder").mkdir()
+    assert "no class sub-folders" in check_root("imagefolder", str(tmp_path / "folder"))[0]
+    assert check_root("imagefolder", str(tree / "train")) == []
     assert "unknown dataset" in check_root("no-such-set", str(tmp_path))[0]
 
 
