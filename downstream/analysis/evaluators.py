@@ -107,6 +107,12 @@ class GeometryConfig:
     task="classification",
     frozen=True,
     selection_rule="no selection: fixed split, fixed image subset (first max_images), views seeded by the seed",
+    # per layer (suffix _<layer> except for pool; the head layers depend on the artifact, hence the patterns)
+    metrics=lambda cfg: [
+        f"{m}{w}"
+        for m in ("effective_rank", "std_normalized", "std_normalized_sqrt_d", "alignment", "uniformity", "dim")
+        for w in ("", "_*")
+    ],
 )
 def geometry(ctx: EvalContext, cfg: GeometryConfig) -> dict[str, float]:
     """Effective rank, std of l2-normalised features, alignment and uniformity per layer."""
@@ -162,6 +168,7 @@ class LayerwiseConfig:
     frozen=True,
     selection_rule="kNN: fixed k and T; linear: L2 strength per layer chosen by val top-1, test reported once",
     units={p: "fraction" for p in ("knn_top1_*", "linear_top1_*", "linear_val_top1_*")},
+    metrics=lambda cfg: ["knn_top1_*", "linear_top1_*", "linear_val_top1_*"],
 )
 def layerwise(ctx: EvalContext, cfg: LayerwiseConfig) -> dict[str, float]:
     """``knn_top1_<layer>`` and ``linear_top1_<layer>`` for every ResNet stage and head."""
@@ -223,6 +230,7 @@ class InvarianceConfig:
     task="classification",
     frozen=True,
     selection_rule="no selection: fixed image subset (first max_images), transform parameters seeded by the seed",
+    metrics=lambda cfg: [f"cos_{f}{w}" for f in (*cfg.families, "other") for w in ("", "_*")],
 )
 def invariance(ctx: EvalContext, cfg: InvarianceConfig) -> dict[str, float]:
     """``cos_<family>`` per transform family and ``cos_other`` (two different images: the chance level).
@@ -312,6 +320,7 @@ def _nuisance_factors(
     frozen=True,
     selection_rule="L2 strength per probe chosen by val accuracy / R², test reported once",
     units={"*_top1*": "fraction"},  # <class factor>_top1[_<layer>]; R² has no unit
+    metrics=lambda cfg: ["*_top1", "*_top1_*", "*_r2", "*_r2_*"],  # the factors depend on the dataset
 )
 def nuisance(ctx: EvalContext, cfg: NuisanceConfig) -> dict[str, float]:
     """``<factor>_r2`` (0 = not linearly decodable) and ``<class factor>_top1`` per layer.

@@ -125,7 +125,8 @@ def test_dry_run_exits_nonzero_on_what_the_run_would_fail(tmp_path, capsys, old,
 
 
 def test_declared_metrics_match_the_published_records():
-    """Each evaluator's declared names are the keys its published records hold (knn, linear, detection)."""
+    """Each evaluator's declared names are the keys its published records hold (knn, linear, detection, and the
+    patterns of the analysis evaluators geometry and nuisance)."""
     import fnmatch
 
     from downstream.registry import get_evaluator
@@ -148,7 +149,7 @@ def test_declared_metrics_match_the_published_records():
             if spec.name != "detection":  # COCO leaves out a size range with no objects (shapes-det has no APl)
                 assert {n for n in names if "*" not in n} <= keys, (rec_file, keys, names)
             seen.add(spec.name)
-    assert {"knn", "linear", "detection"} <= seen
+    assert {"knn", "linear", "detection", "geometry", "nuisance"} <= seen
 
 
 # memory -------------------------------------------------------------------------------------------------
