@@ -67,30 +67,27 @@ def merge_duplicate_columns(train: torch.Tensor, *others: torch.Tensor) -> tuple
     ``train`` (constant before ``standardize``) get zero weight and are dropped. Returns the reduced
     ``train, *others`` (the input tensors themselves when nothing merges).
     """
-    n, d = train.shape
-    # one exact-arithmetic signature per column (a random ±1 combination of its rows), then an exact check
-    gen = torch.Generator().manual_seed(0)
-    signs = (torch.randint(0, 2, (n,), generator=gen) * 2 - 1).to(train)
-    keys = (signs @ train).tolist()
-    nonzero = (train != 0).any(0).tolist()
-    groups: dict[float, list[list[int]]] = {}
-    order: list[list[int]] = []
+    d = train.shape[1]
+    cols_np = train.t().contiguous().cpu().numpy()  # D × N: each column's bytes, compared exactly
+    nonzero = cols_np.any(axis=1).tolist()
+    groups: dict[bytes, list[int]] = {}
     for j in range(d):
-        if not nonzero[j]:
-            continue
-        for g in groups.setdefault(keys[j], []):
-            if torch.equal(train[:, g[0]], train[:, j]):
-                g.append(j)
-                break
-        else:
-            groups[keys[j]].append([j])
-            order.append(groups[keys[j]][-1])
+        if nonzero[j]:
+            groups.setdefault(cols_np[j].tobytes(), []).append(j)
+    order = list(groups.values())
+    del cols_np
     if len(order) == d:
         return (train, *others)
-    merge = torch.zeros(d, len(order), dtype=train.dtype, device=train.device)  # D × D', (Σ_j x_j) / √k
-    for col, g in enumerate(order):
-        merge[g, col] = 1.0 / math.sqrt(len(g))
-    return tuple(t @ merge.to(t.dtype) for t in (train, *others))
+    cols = torch.tensor([j for g in order for j in g], device=train.device)
+    target = torch.tensor([c for c, g in enumerate(order) for _ in g], device=train.device)
+    scale = torch.tensor([1.0 / math.sqrt(len(g)) for g in order for _ in g])
+
+    def merged(t: torch.Tensor) -> torch.Tensor:  # N × D' : each group's (Σ_j x_j) / √k
+        rows = t.t()[cols] * scale.to(t)[:, None]  # one contiguous row per kept column
+        out = torch.zeros(len(order), t.shape[0], dtype=t.dtype, device=t.device)
+        return out.index_add_(0, target, rows).t().contiguous()
+
+    return tuple(merged(t) for t in (train, *others))
 
 
 def logistic_objective(x: torch.Tensor, y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, l2: float) -> torch.Tensor:

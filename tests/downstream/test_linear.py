@@ -203,7 +203,7 @@ def test_merging_duplicate_columns_is_exact():
         assert torch.allclose(x @ W.t() + b, m_tr @ Wm.t() + bm, atol=1e-6)
         assert torch.allclose(x_new @ W.t() + b, m_new @ Wm.t() + bm, atol=1e-6)
         # the same objective value: the √k scaling keeps the penalty equal
-        assert abs(logistic_objective(x, y, W, b, l2) - logistic_objective(m_tr, y, Wm, bm, l2)) < 1e-9
+        assert abs(logistic_objective(x, y, W, b, l2) - logistic_objective(m_tr, y, Wm, bm, l2)) < 1e-7
     # columns that differ anywhere on train stay apart
     x2 = x.clone()
     x2[5, 8] += 1.0
