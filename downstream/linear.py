@@ -27,6 +27,8 @@ __all__ = [
     "l2_grid",
     "sklearn_C",
     "standardize",
+    "duplicate_column_groups",
+    "merge_columns",
     "merge_duplicate_columns",
     "fit_logistic_regression",
     "logistic_objective",
@@ -56,38 +58,66 @@ def standardize(train: torch.Tensor, *others: torch.Tensor, eps: float = 1e-6) -
     return tuple((t - mean) / std for t in (train, *others))
 
 
+def duplicate_column_groups(train: torch.Tensor, *, tol: float = 1e-4) -> list[list[int]]:
+    """Groups of columns of ``train`` that are equal after ``standardize``, constant columns left out.
+
+    Two columns fall in one group when their standardised values differ by at most ``tol · max(1, |v|)`` on
+    every row: a grayscale image fed as RGB, normalised with a different mean and std per channel, gives
+    three such copies of every pixel, apart by float32 rounding (≈ 1e-7 of a value). Two distinct pixels
+    differ somewhere by at least one grey level, i.e. by ``1 / (255 σ) ≥ 4e-3`` standardised units (σ ≤ 1 is
+    the pixel's std as a fraction of white). Candidates are first grouped by their values on 16 sampled rows,
+    rounded to 0.25, then checked on every row.
+    """
+    x = train.detach().to("cpu", torch.float64)
+    std = x.std(0)
+    cols = ((x - x.mean(0)) / std.clamp_min(1e-300)).t().contiguous()  # D × N, standardised
+    del x
+    gen = torch.Generator().manual_seed(0)
+    rows = torch.randperm(cols.shape[1], generator=gen)[:16]
+    keys = torch.round(cols[:, rows] * 4).to(torch.int64).numpy()
+    varies = (std > 0).tolist()
+    groups: dict[bytes, list[list[int]]] = {}
+    order: list[list[int]] = []
+    for j in range(cols.shape[0]):
+        if not varies[j]:
+            continue
+        candidates = groups.setdefault(keys[j].tobytes(), [])
+        for g in candidates:
+            first = cols[g[0]]
+            if bool(((first - cols[j]).abs() <= tol * first.abs().clamp_min(1.0)).all()):
+                g.append(j)
+                break
+        else:
+            candidates.append([j])
+            order.append(candidates[-1])
+    return order
+
+
+def merge_columns(x: torch.Tensor, groups: list[list[int]]) -> torch.Tensor:
+    """``N × len(groups)``: each group's columns summed and divided by ``√k`` (``merge_duplicate_columns``)."""
+    cols = torch.tensor([j for g in groups for j in g], device=x.device)
+    target = torch.tensor([c for c, g in enumerate(groups) for _ in g], device=x.device)
+    scale = torch.tensor([1.0 / math.sqrt(len(g)) for g in groups for _ in g], dtype=x.dtype, device=x.device)
+    out = torch.zeros(len(groups), x.shape[0], dtype=x.dtype, device=x.device)
+    return out.index_add_(0, target, x.t()[cols] * scale[:, None]).t().contiguous()
+
+
 def merge_duplicate_columns(train: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """The same L2-regularised linear problem on fewer columns: exact, not an approximation.
 
-    Columns that are identical on ``train`` (a grayscale image copied into three channels; the same pixel
-    standardised) get equal weights at the optimum, since the penalty is strictly convex and symmetric in
-    them. A group of ``k`` such columns ``c`` with weights ``v`` adds ``k v c`` to the logits and ``k v²`` to
-    the penalty, which is one column ``√k c`` with weight ``u = √k v`` and penalty ``u²``. On every split the
-    group becomes ``(Σ_j x_j) / √k``, so ``W x`` is unchanged for any split. Columns that are all zero on
-    ``train`` (constant before ``standardize``) get zero weight and are dropped. Returns the reduced
-    ``train, *others`` (the input tensors themselves when nothing merges).
+    Columns that are equal on ``train`` after ``standardize`` (a grayscale image copied into three channels)
+    get equal weights
+    at the optimum, since the penalty is strictly convex and symmetric in them. A group of ``k`` such columns
+    ``c`` with weights ``v`` adds ``k v c`` to the logits and ``k v²`` to the penalty, which is one column
+    ``√k c`` with weight ``u = √k v`` and penalty ``u²``. On every split the group becomes
+    ``(Σ_j x_j) / √k``, so ``W x`` is unchanged for any split. Columns constant on ``train`` are dropped:
+    after ``standardize`` they are zero on train, so their weight is zero at the optimum. Pass standardised
+    features. Returns the reduced ``train, *others`` (the input tensors themselves when nothing merges).
     """
-    d = train.shape[1]
-    cols_np = train.t().contiguous().cpu().numpy()  # D × N: each column's bytes, compared exactly
-    nonzero = cols_np.any(axis=1).tolist()
-    groups: dict[bytes, list[int]] = {}
-    for j in range(d):
-        if nonzero[j]:
-            groups.setdefault(cols_np[j].tobytes(), []).append(j)
-    order = list(groups.values())
-    del cols_np
-    if len(order) == d:
+    groups = duplicate_column_groups(train)
+    if len(groups) == train.shape[1]:
         return (train, *others)
-    cols = torch.tensor([j for g in order for j in g], device=train.device)
-    target = torch.tensor([c for c, g in enumerate(order) for _ in g], device=train.device)
-    scale = torch.tensor([1.0 / math.sqrt(len(g)) for g in order for _ in g])
-
-    def merged(t: torch.Tensor) -> torch.Tensor:  # N × D' : each group's (Σ_j x_j) / √k
-        rows = t.t()[cols] * scale.to(t)[:, None]  # one contiguous row per kept column
-        out = torch.zeros(len(order), t.shape[0], dtype=t.dtype, device=t.device)
-        return out.index_add_(0, target, rows).t().contiguous()
-
-    return tuple(merged(t) for t in (train, *others))
+    return tuple(merge_columns(t, groups) for t in (train, *others))
 
 
 def logistic_objective(x: torch.Tensor, y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, l2: float) -> torch.Tensor:

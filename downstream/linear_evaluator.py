@@ -25,7 +25,14 @@ from downstream.context import EvalContext
 from downstream.evidence import keep_predictions
 from downstream.features import FEATURE_LAYERS, get_labelled_features
 from downstream.knn import topk_accuracy
-from downstream.linear import l2_grid, low_shot_indices, merge_duplicate_columns, standardize, sweep_l2
+from downstream.linear import (
+    duplicate_column_groups,
+    l2_grid,
+    low_shot_indices,
+    merge_columns,
+    standardize,
+    sweep_l2,
+)
 from downstream.registry import register_evaluator
 from zoo.baselines import random_crop_flip, to_normalized_tensor
 
@@ -88,11 +95,14 @@ def _fast(
     if train_idx is not None:
         x_tr, y_tr = x_tr[torch.from_numpy(train_idx)], y_tr[train_idx]
     x_tr, x_va, x_te = (t.to(dev) for t in (x_tr, x_va, x_te))
+    # the same problem on fewer columns: columns equal after standardising (a grayscale image as RGB) merge
+    # and constant ones drop, which leaves the optimum and every logit unchanged (downstream.linear)
+    dims = x_tr.shape[1]
+    groups = duplicate_column_groups(x_tr) if cfg.standardize else [[j] for j in range(dims)]
     if cfg.standardize:
         x_tr, x_va, x_te = standardize(x_tr, x_va, x_te)
-    # exact: duplicated columns (grayscale images as RGB) merge, all-zero ones drop (downstream.linear)
-    dims = x_tr.shape[1]
-    x_tr, x_va, x_te = merge_duplicate_columns(x_tr, x_va, x_te)
+    if len(groups) < dims:
+        x_tr, x_va, x_te = (merge_columns(t, groups) for t in (x_tr, x_va, x_te))
     num_classes = ctx.load_split("train").num_classes
     grid = l2_grid(cfg.l2_min, cfg.l2_max, cfg.l2_steps)
     y_tr_t, y_va_t = torch.from_numpy(y_tr).to(dev), torch.from_numpy(y_va).to(dev)

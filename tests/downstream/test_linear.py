@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from downstream.linear import (
+    duplicate_column_groups,
     fit_logistic_regression,
     l2_grid,
     logistic_objective,
     low_shot_indices,
+    merge_columns,
     merge_duplicate_columns,
     sklearn_C,
     standardize,
@@ -210,3 +212,21 @@ def test_merging_duplicate_columns_is_exact():
     assert merge_duplicate_columns(x2)[0].shape[1] == 9
     distinct = torch.randn(40, 6, generator=gen)
     assert merge_duplicate_columns(distinct)[0] is distinct
+
+
+def test_duplicates_are_found_through_a_per_channel_normalisation_and_rounding():
+    """Grayscale as RGB normalised with ImageNet's per-channel mean and std: the three copies of a pixel are
+    affine images of each other; after standardising they are one column (up to rounding)."""
+    gen = torch.Generator().manual_seed(1)
+    gray = torch.rand(997, 331, generator=gen)  # odd sizes, so columns land in different SIMD lanes
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    x = torch.cat([(gray - m) / s for m, s in zip(mean, std, strict=True)] + [torch.full((997, 2), 0.5)], dim=1)
+    groups = duplicate_column_groups(x)
+    assert len(groups) == 331 and all(len(g) == 3 for g in groups)
+    (xs,) = standardize(x)
+    merged = merge_columns(xs, groups)
+    assert torch.allclose(merged, standardize(gray)[0] * 3**0.5, atol=1e-4)
+    # a pixel that differs by one grey level (1/255) on one row is not merged
+    y = x.clone()
+    y[10, 0] += 1 / 255 / 0.229
+    assert len(duplicate_column_groups(y)) == 332

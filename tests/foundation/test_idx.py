@@ -140,3 +140,35 @@ def test_real_fashion_mnist_counts_classes_and_stats():
     gray, _ = idx._official(idx.find_idx_root("fashion-mnist", None), "train", idx._stamp(REAL, "train"))
     x = gray.astype(np.float64) / 255.0
     assert (round(x.mean(), 4), round(x.std(), 4)) == idx.STATS["fashion-mnist"]
+
+
+def test_fast_linear_probe_on_grayscale_raw_pixels_solves_one_column_per_pixel(tmp_path, small_counts):
+    """Raw pixels of a grayscale set are every pixel three times: the probe solves 784 columns, not 2,352,
+    and predicts as the unmerged problem does (same λ chosen, same test top-1)."""
+    from downstream.api import evaluate
+    from zoo.datasets import DatasetOptions
+
+    write_mnist_idx(tmp_path / "data", N_TRAIN, N_TEST)
+    opts = DatasetOptions(root=str(tmp_path / "data"), image_size=32)
+    common = ["l2_steps=5", "l2_min=1e-3", "l2_max=10"]
+    rec = evaluate("raw-pixels", "linear", "fashion-mnist", dataset_options=opts, overrides=common,
+                   cache_dir=tmp_path / "cache")  # fmt: skip
+    cols = rec["selection"]["columns"]
+    side = 32  # raw pixels' input size; the dataset is loaded at it, so nothing is resized twice
+    assert cols["features"] == 3 * side * side  # the raw-pixels "backbone" feeds its input size
+    assert cols["solved"] == side * side  # every pixel of the fakes varies, so none is dropped
+    # the unmerged problem, solved directly, picks the same λ and scores the same on test
+    import torch
+
+    from downstream.linear import fit_logistic_regression, standardize
+
+    def raw(split):
+        d = load_dataset("fashion-mnist", split, root=str(tmp_path / "data"), image_size=32)
+        x = torch.from_numpy(d.images.reshape(len(d), -1).astype(np.float32))
+        return x, torch.from_numpy(d.targets)
+
+    (xtr, ytr), (xte, yte) = raw("train"), raw("test")
+    xtr, xte = standardize(xtr, xte)
+    W, b = fit_logistic_regression(xtr, ytr, 10, rec["metrics"]["l2"])
+    top1 = float(((xte @ W.t() + b).argmax(1) == yte).double().mean())
+    assert abs(top1 - rec["metrics"]["top1"]) < 1e-9
