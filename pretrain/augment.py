@@ -216,11 +216,17 @@ def augment_view(
     mean: Sequence[float],
     std: Sequence[float],
     gen: torch.Generator,
+    crop: bool = True,
 ) -> torch.Tensor:
-    """One BYOL view of a uint8 batch ``N × 3 × H × W`` → normalised float ``N × 3 × size × size``."""
+    """One BYOL view of a uint8 batch ``N × 3 × H × W`` → normalised float ``N × 3 × size × size``.
+
+    ``crop=False``: the batch is already the view's random resized crops (``size × size``, flipped), as
+    ``pretrain.stream`` cuts them from the image files; only the colour, blur and solarisation steps run.
+    """
     x = images.float().div_(255.0)
     n = x.shape[0]
-    x = random_resized_crop_flip(x, size, view.crop_scale, view.crop_ratio, view.flip_p, gen)
+    if crop:
+        x = random_resized_crop_flip(x, size, view.crop_scale, view.crop_ratio, view.flip_p, gen)
     x = x.clamp_(0, 1)
     if view.jitter_p > 0:
         x = color_jitter(x, view.jitter_p, view.brightness, view.contrast, view.saturation, view.hue, gen)

@@ -56,9 +56,15 @@ class DataConfig:
     limit: int | None = None  # use only the first N images of the split (tests, smoke runs)
     knn_split: str = "val"  # the in-run health kNN queries this split; its bank is ``split``
     knn_limit: int | None = None
+    # read the images from their files every step (image-folder datasets: imagenet, imagenet100, imagefolder):
+    # DataLoader workers cut the random resized crops from the full-resolution file, nothing decoded is kept
+    # (pretrain/stream.py); false: the split is decoded once into memory at image_size
+    stream: bool = False
+    workers: int = 8  # DataLoader worker processes per training process when streaming (0: in the process)
 
     def __post_init__(self) -> None:
         _check(self.image_size >= 8, f"data.image_size must be >= 8, got {self.image_size}")
+        _check(self.workers >= 0, f"data.workers must be >= 0, got {self.workers}")
         _check(self.limit is None or self.limit >= 2, "data.limit must be >= 2 (or null)")
         _check(self.knn_limit is None or self.knn_limit >= 1, "data.knn_limit must be >= 1 (or null)")
 
@@ -243,6 +249,7 @@ RUN_CONTROL_KEYS = frozenset(
         "run.checkpoint_every",
         "run.log_every",
         "run.malloc_tuning",
+        "data.workers",  # streamed views are seeded per image, not per worker
     }
 )
 
@@ -250,7 +257,7 @@ RUN_CONTROL_KEYS = frozenset(
 # Keys added after published results were computed, with the value every earlier run had: a job's identity
 # (benchmarks/runner/plan.py) leaves such a key out while it has this value, so the published job hashes
 # under results/ stay valid; a run that sets another value gets a new identity.
-IDENTITY_DEFAULTS: dict[str, Any] = {"optim.lars_clip_lr": False}
+IDENTITY_DEFAULTS: dict[str, Any] = {"optim.lars_clip_lr": False, "data.stream": False}
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -71,7 +72,7 @@ from pretrain.checkpoint import (
     set_rng_state,
     settle_checkpoints,
 )
-from pretrain.config import RUN_CONTROL_KEYS, PretrainConfig, derive
+from pretrain.config import RUN_CONTROL_KEYS, Derived, PretrainConfig, derive
 from pretrain.knn import knn_accuracy
 from pretrain.model import build_model, head_specs
 from pretrain.optim import build_optimizer, lr_at, param_groups
@@ -188,13 +189,26 @@ def _config_diff(a: PretrainConfig, b: PretrainConfig) -> list[str]:
 
 
 class _Data:
-    """uint8 images in memory (``N × 3 × H × W``) plus normalisation constants."""
+    """uint8 images in memory (``N × 3 × H × W``) plus normalisation constants; with ``stream`` only the file
+    paths (``pretrain.stream`` reads them every step) and ``images`` is None."""
 
-    def __init__(self, split: ClassificationSplit, limit: int | None) -> None:
-        images, labels = split.arrays()
-        if limit is not None:
-            images, labels = images[:limit], labels[:limit]
-        self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
+    def __init__(self, split: ClassificationSplit, limit: int | None, stream: bool = False) -> None:
+        self.paths: list[str] | None = None
+        self.images: torch.Tensor | None = None
+        if stream:
+            if split.paths is None:
+                raise ConfigError(
+                    f"data.stream=true reads image files, but '{split.name}' is held in memory (no files): "
+                    "use an image-folder dataset (imagenet, imagenet100, imagefolder) or data.stream=false"
+                )
+            self.paths = split.paths[:limit] if limit is not None else list(split.paths)
+            labels = split.targets[: len(self.paths)]
+        else:
+            images, labels = split.arrays()
+            if limit is not None:
+                images, labels = images[:limit], labels[:limit]
+            self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
+        self.num_images = len(labels)
         self.labels = torch.from_numpy(np.asarray(labels)).long()
         self.mean, self.std = tuple(split.mean), tuple(split.std)
         self.num_classes = split.num_classes
@@ -212,6 +226,7 @@ class _Data:
         self.backgrounds = torch.from_numpy(bank).permute(0, 3, 1, 2).contiguous()
 
     def normalized(self) -> torch.Tensor:
+        assert self.images is not None, "the in-run kNN needs its split in memory"
         x = self.images.float().div_(255.0)
         m = torch.tensor(self.mean).view(1, 3, 1, 1)
         s = torch.tensor(self.std).view(1, 3, 1, 1)
@@ -223,7 +238,7 @@ def _load_data(cfg: PretrainConfig) -> tuple[_Data, _Data | None]:
     split = load_dataset(cfg.data.dataset, cfg.data.split, opts)
     if not isinstance(split, ClassificationSplit):
         raise ConfigError(f"data.dataset '{cfg.data.dataset}' is not an image-classification dataset")
-    train_data = _Data(split, cfg.data.limit)
+    train_data = _Data(split, cfg.data.limit, stream=cfg.data.stream)
     if max(cfg.augment.view1.background_swap_p, cfg.augment.view2.background_swap_p) > 0:
         train_data.add_layers(cfg.data.split, cfg.data.image_size, cfg.data.limit)
     knn_data = None
@@ -232,6 +247,40 @@ def _load_data(cfg: PretrainConfig) -> tuple[_Data, _Data | None]:
         if isinstance(q, ClassificationSplit) and q.has_labels:
             knn_data = _Data(q, cfg.data.knn_limit)
     return train_data, knn_data
+
+
+def _streamed_batches(
+    cfg: PretrainConfig, data: _Data, derived: Derived, rank: int, start: int, device: torch.device
+) -> Iterator[torch.Tensor]:
+    """Steps ``start``.. of this rank as uint8 ``per × 2 × 3 × S × S`` crops read from the files (pretrain.stream)."""
+    from torch.utils.data import DataLoader
+
+    from pretrain.stream import StepBatches, StreamedViews
+
+    assert data.paths is not None
+    views = StreamedViews(data.paths, (cfg.augment.view1, cfg.augment.view2), cfg.data.image_size, cfg.seed, rank)
+    sampler = StepBatches(
+        lambda epoch: torch.randperm(data.num_images, generator=_seed_gen(cfg.seed, epoch)),
+        cfg.optim.batch_size, derived.per_rank_batch, rank, derived.steps_per_epoch, start, derived.total_steps,
+    )  # fmt: skip
+    workers = cfg.data.workers
+    loader = DataLoader(
+        views, batch_sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
+        persistent_workers=False, prefetch_factor=4 if workers else None,
+    )  # fmt: skip
+    return iter(loader)
+
+
+def _augment_streamed(
+    pair: torch.Tensor, cfg: PretrainConfig, data: _Data, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The colour / blur / solarisation part of both views, on crops the loader already cut and flipped."""
+    with single_thread(pair.device.type == "cpu"):
+        x1, x2 = (
+            augment_view(pair[:, v], view, cfg.data.image_size, data.mean, data.std, gen, crop=False)
+            for v, view in enumerate((cfg.augment.view1, cfg.augment.view2))
+        )
+    return x1, x2
 
 
 def _seed_gen(*parts: int) -> torch.Generator:
@@ -390,7 +439,7 @@ def _train(
 
     # ---- data -------------------------------------------------------------------------------------
     data, knn_data = _load_data(cfg)
-    derived = derive(cfg, len(data.images), d.world)
+    derived = derive(cfg, data.num_images, d.world)
     spe, total = derived.steps_per_epoch, derived.total_steps
 
     # ---- model, optimiser, precision -----------------------------------------------------------------
@@ -524,26 +573,31 @@ def _train(
     autocast = torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
     window_t, window_n = time.perf_counter(), 0
     perm_epoch, perm = -1, torch.empty(0, dtype=torch.long)
+    streamed = _streamed_batches(cfg, data, derived, d.rank, start, device) if cfg.data.stream else None
     step_model.train()
     step = start
     loop_t0, knn_s, checkpoint_s = time.perf_counter(), 0.0, 0.0  # train_s = loop time without kNN and saves
     try:
         while step < total:
             epoch, i = divmod(step, spe)
-            if epoch != perm_epoch:
-                perm = torch.randperm(len(data.images), generator=_seed_gen(cfg.seed, epoch))
-                perm_epoch = epoch
-            idx = perm[i * cfg.optim.batch_size : (i + 1) * cfg.optim.batch_size][d.rank * per : (d.rank + 1) * per]
             gen = _seed_gen(cfg.seed, 7919 + d.rank, step)
-            batch = data.images[idx].to(device, non_blocking=True)
-            with single_thread(device.type == "cpu"):
-                views = []
-                for view in (cfg.augment.view1, cfg.augment.view2):
-                    src = batch
-                    if view.background_swap_p > 0 and data.glyphs is not None and data.backgrounds is not None:
-                        src = swap_background(batch, data.glyphs[idx], data.backgrounds, view.background_swap_p, gen)
-                    views.append(augment_view(src, view, view_size, data.mean, data.std, gen))
-                x1, x2 = views
+            if streamed is not None:  # the loader's workers cut both views' crops from the image files
+                x1, x2 = _augment_streamed(next(streamed).to(device, non_blocking=True), cfg, data, gen)
+            else:
+                if epoch != perm_epoch:
+                    perm = torch.randperm(data.num_images, generator=_seed_gen(cfg.seed, epoch))
+                    perm_epoch = epoch
+                idx = perm[i * cfg.optim.batch_size : (i + 1) * cfg.optim.batch_size][d.rank * per : (d.rank + 1) * per]
+                batch = data.images[idx].to(device, non_blocking=True)
+                with single_thread(device.type == "cpu"):
+                    views = []
+                    for view in (cfg.augment.view1, cfg.augment.view2):
+                        src = batch
+                        if view.background_swap_p > 0 and data.glyphs is not None and data.backgrounds is not None:
+                            p_swap = view.background_swap_p
+                            src = swap_background(batch, data.glyphs[idx], data.backgrounds, p_swap, gen)
+                        views.append(augment_view(src, view, view_size, data.mean, data.std, gen))
+                    x1, x2 = views
             x1 = x1.contiguous(memory_format=memory_format)
             x2 = x2.contiguous(memory_format=memory_format)
 

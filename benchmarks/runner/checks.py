@@ -6,8 +6,8 @@
   is not there): the run would fail it without running;
 - an ``expected:`` entry or a ``leaderboard:`` metric naming a column no evaluation of the suite returns
   (it would be a miss, or an empty column, after hours of compute);
-- a pretraining job whose in-memory training split cannot fit the executor's ``mem_gb`` (the trainer keeps
-  the split as uint8 in every process: ``benchmarks.runner.cost.in_memory_gib`` × processes);
+- a pretraining job whose in-memory training split cannot fit the executor's ``mem_gb`` (without
+  ``data.stream`` the trainer keeps the split as uint8 in every process: ``cost.in_memory_gib`` × processes);
 - with ``data_check``, a dataset root that does not exist or lacks the files its layout needs
   (``zoo.datasets.roots.check_root``).
 
@@ -108,8 +108,8 @@ def memory_problems(plan: Plan) -> list[str]:
             out.append(
                 f"job {job.id} ({job.describe()}) does not fit in memory: the trainer holds the training split "
                 f"in every process, {est.host_gib_per_process:.1f} GiB x {procs} process(es) = {need:.1f} GiB "
-                f"> executor.mem_gb = {mem:g} (cost.train_images = {suite.cost.train_images}); pretraining "
-                f"does not stream from files yet, so this recipe cannot run as planned"
+                f"> executor.mem_gb = {mem:g} (cost.train_images = {suite.cost.train_images}); stream it from "
+                f"the files (data.stream=true, image-folder datasets) or give the job more memory"
             )
     return out
 

@@ -108,7 +108,10 @@ def dry_run_table(plan: Plan, store: Store, executor_kind: str | None = None) ->
         if c.source:
             lines.append(f"  source: {c.source}")
         if any(e.host_gib_per_process is not None for e in estimates.values()):
-            lines.append("  host GiB/proc: the in-memory uint8 training split each pretraining process holds")
+            lines.append(
+                "  host GiB/proc: the in-memory uint8 training split each pretraining process holds "
+                "(0: streamed from the files)"
+            )
     for var in suite.unset_env:
         lines.append(f"warning: ${{{var}}} is not set; the jobs that read it cannot run (export {var}=/path)")
     return "\n".join(lines)

@@ -5,8 +5,9 @@ The estimate is arithmetic on stated throughputs, not a measurement: a BYOL job 
 the trainer does), a detectron2 job ``iterations × s_per_iter × gpus``. The suite names the GPU and the
 source of each figure next to it, so a reader can check the inputs of every number the dry run prints.
 
-Pretraining also states the host memory it needs: the trainer keeps the training split in memory as
-uint8 ``N × 3 × S × S`` in every process, so this number grows with ``torchrun``'s process count.
+Pretraining also states the host memory it needs: unless it streams from files (``data.stream``), the
+trainer keeps the training split in memory as uint8 ``N × 3 × S × S`` in every process, so this number grows
+with ``torchrun``'s process count; a streaming job holds only its prefetched batches (counted as 0 here).
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def estimate_job(job: Job, cost: CostSpec) -> JobEstimate:
         if n is not None and data.get("limit"):
             n = min(n, int(data["limit"]))
         host = in_memory_gib(n, int(data.get("image_size", 0))) if n else None
+        if data.get("stream"):  # read from the files every step: no decoded split in memory
+            host = 0.0
         if n is None or cost.pretrain_images_per_s is None or not cfg:
             return JobEstimate(job.id, None, host, "no cost.pretrain_images_per_s / cost.train_images stated")
         epochs, bs = int(run.get("epochs", 1)), int(optim.get("batch_size", 1))

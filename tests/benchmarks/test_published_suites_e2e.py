@@ -135,7 +135,7 @@ def test_imagenet100_suite_on_a_folder_tree_under_torchrun(tmp_path, monkeypatch
         s.bind(("127.0.0.1", 0))
         monkeypatch.setenv("PET_MASTER_PORT", str(s.getsockname()[1]))
     sets = [
-        f"variants.byol.overrides=[{TINY}, data.image_size=32, optim.batch_size=8, data.limit=48]",
+        f"variants.byol.overrides=[{TINY}, data.image_size=32, optim.batch_size=8, data.limit=48, data.workers=1]",
         "variants.random-init.overrides=[arch=resnet18, image_size=32]",
         "evaluations.0.dataset_options.image_size=32",
         "evaluations.1.dataset_options.image_size=32",
@@ -147,8 +147,9 @@ def test_imagenet100_suite_on_a_folder_tree_under_torchrun(tmp_path, monkeypatch
     assert derived["world_size"] == 2 and derived["per_rank_batch"] == 4  # two processes shared each batch
     assert (run_dir / "suite-config.yaml").is_file()  # the config the runner handed to torchrun
     assert derived["train_split"]["split"] == "trainval"  # all of train/ (data.limit keeps 48 for speed)
-    _same_recipe(_pretrain_config(tmp_path / "res"), _shipped("imagenet100-byol"), {"data.image_size", "data.root",
-                 "optim.batch_size", "run.epochs", "run.threads", "run.progress", "data.limit"})  # fmt: skip
+    changed = {"data.image_size", "data.root", "optim.batch_size", "run.epochs", "run.threads", "run.progress",
+               "data.limit", "data.workers"}  # fmt: skip
+    _same_recipe(_pretrain_config(tmp_path / "res"), _shipped("imagenet100-byol"), changed)
     tests = {r["dataset"]["splits"]["test"] for r in _records(tmp_path / "res")}
     assert tests == {100}
 
@@ -158,15 +159,16 @@ def test_imagenet_r50_suite_on_a_folder_tree(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("IMAGENET_ROOT", str(root))
     sets = [
         "executor.gpus_per_job=1",  # 8 processes of ResNet-50 on a 2-core CPU would only be slow
-        f"variants.byol-300ep.overrides=[{TINY}, data.image_size=32, optim.batch_size=8]",
-        f"variants.byol-1000ep.overrides=[{TINY}, data.image_size=32, optim.batch_size=8]",
+        f"variants.byol-300ep.overrides=[{TINY}, data.image_size=32, optim.batch_size=8, data.workers=0]",
+        f"variants.byol-1000ep.overrides=[{TINY}, data.image_size=32, optim.batch_size=8, data.workers=0]",
         "variants.random-init.overrides=[arch=resnet50, image_size=32]",
         "evaluations.0.dataset_options.image_size=32",
         "evaluations.1.dataset_options.image_size=32",
     ]
     rc, out = _run(capsys, "imagenet-byol-r50", tmp_path / "res", sets)
     _check_ran(rc, out, n_jobs=9, n_expected=3)
-    changed = {"data.image_size", "data.root", "optim.batch_size", "run.epochs", "run.threads", "run.progress"}
+    changed = {"data.image_size", "data.root", "optim.batch_size", "run.epochs", "run.threads", "run.progress",
+               "data.workers"}  # fmt: skip
     ran = {}
     for run in (p for p in (tmp_path / "res" / "runs").iterdir() if (p / "config.yaml").is_file()):
         cfg = yaml.safe_load((run / "config.yaml").read_text())
@@ -175,6 +177,7 @@ def test_imagenet_r50_suite_on_a_folder_tree(tmp_path, monkeypatch, capsys):
     _same_recipe(ran[0.996], _shipped("imagenet-byol-r50-1000ep"), changed)
     assert ran[0.99]["optim"]["base_lr"] == 0.3 and ran[0.996]["optim"]["base_lr"] == 0.2
     assert ran[0.99]["data"]["split"] == "trainval" and ran[0.99]["backbone"]["arch"] == "resnet50"
+    assert ran[0.99]["data"]["stream"] is True  # read from the JPEG files, not held in memory
 
 
 @pytest.mark.detectron2
