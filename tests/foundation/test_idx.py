@@ -172,3 +172,16 @@ def test_fast_linear_probe_on_grayscale_raw_pixels_solves_one_column_per_pixel(t
     W, b = fit_logistic_regression(xtr, ytr, 10, rec["metrics"]["l2"])
     top1 = float(((xte @ W.t() + b).argmax(1) == yte).double().mean())
     assert abs(top1 - rec["metrics"]["top1"]) < 1e-9
+
+
+def test_dry_run_root_check_uses_the_debian_folder(tmp_path, small_counts, monkeypatch):
+    from zoo.datasets.roots import check_root
+
+    monkeypatch.setitem(idx.DEBIAN_ROOTS, "fashion-mnist", str(tmp_path / "absent"))
+    assert check_root("fashion-mnist", None) == ["no root given (dataset_options.root / data.root)"]
+    write_mnist_idx(tmp_path / "deb", N_TRAIN, N_TEST)
+    monkeypatch.setitem(idx.DEBIAN_ROOTS, "fashion-mnist", str(tmp_path / "deb"))
+    assert check_root("fashion-mnist", None) == []
+    (tmp_path / "deb" / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b")
+    idx._official.cache_clear()
+    assert "t10k-images-idx3-ubyte.gz" in " ".join(check_root("fashion-mnist", None))

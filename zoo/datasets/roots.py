@@ -36,6 +36,8 @@ def check_root(name: str, root: str | None) -> list[str]:
         return [f"unknown dataset '{name}' (known: {', '.join(sorted(DATASETS))})"]
     if entry.embedded:
         return []
+    if not root and entry.default_root is not None:
+        root = entry.default_root()  # e.g. Debian's folder for fashion-mnist, when installed
     if not root:
         return ["no root given (dataset_options.root / data.root)"]
     unset = _UNSET.findall(root)
