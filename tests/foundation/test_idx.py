@@ -185,3 +185,24 @@ def test_dry_run_root_check_uses_the_debian_folder(tmp_path, small_counts, monke
     (tmp_path / "deb" / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b")
     idx._official.cache_clear()
     assert "t10k-images-idx3-ubyte.gz" in " ".join(check_root("fashion-mnist", None))
+
+
+def test_paper_baselines_script_on_fakes(tmp_path, small_counts, monkeypatch):
+    """The script reads the official train/t10k files (not our split), fits the three Table 3 rows and writes
+    its JSON; the fakes' classes are a bright bar at a class-given row, which k-NN and the linear model get."""
+    import json
+    import sys
+
+    from benchmarks import fashion_mnist_paper_baselines as script
+
+    write_mnist_idx(tmp_path / "data", N_TRAIN, N_TEST)
+    out = tmp_path / "paper.json"
+    monkeypatch.setattr(sys, "argv", ["x", "--root", str(tmp_path / "data"), "--out", str(out)])
+    script.main()
+    doc = json.loads(out.read_text())
+    assert set(doc["results"]) == set(script.PAPER)
+    for name, row in doc["results"].items():
+        assert row["paper"] == script.PAPER[name]
+        assert row["test_accuracy"] >= 0.9, name
+    x, y, xt, yt = script.official(str(tmp_path / "data"))
+    assert x.shape == (N_TRAIN, 784) and xt.shape == (N_TEST, 784)  # all 60 official train images, no val cut
