@@ -1,0 +1,43 @@
+"""benchmarks/recipe_curves.py gathers each run's val kNN curve and copies the run's config and log."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from benchmarks import recipe_curves
+
+
+def _run(path, knn):
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text("seed: 0\n")
+    lines = [
+        {"kind": "epoch", "epoch": e, "step": 10 * e, "train_s": 5.0 * e, "knn_val_top1": k} for e, k in enumerate(knn)
+    ]
+    lines.insert(1, {"kind": "step", "step": 5, "loss": 1.0})
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+
+def test_curves_are_collected_copied_and_plotted(tmp_path, monkeypatch, capsys):
+    _run(tmp_path / "a", [0.5, 0.6, 0.7])
+    _run(tmp_path / "b", [0.5, 0.55])
+    out = tmp_path / "out"
+    argv = ["x", "--out", str(out), f"A={tmp_path / 'a'}", f"B={tmp_path / 'b'}", "--note", "B=stopped early"]
+    monkeypatch.setattr(sys, "argv", argv)
+    recipe_curves.main()
+    curves = json.loads((out / "curves.json").read_text())
+    assert [e["knn_val_top1"] for e in curves["A"]["epochs"]] == [0.5, 0.6, 0.7]
+    assert [e["step"] for e in curves["B"]["epochs"]] == [0, 10] and curves["B"]["note"] == "stopped early"
+    assert (out / "A" / "config.yaml").read_text() == "seed: 0\n"
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "0.500 / 0.600 / 0.700" in capsys.readouterr().out
+
+
+def test_a_run_without_knn_records_is_an_error_naming_it(tmp_path, monkeypatch):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "metrics.jsonl").write_text(json.dumps({"kind": "step", "step": 1}) + "\n")
+    monkeypatch.setattr(sys, "argv", ["x", "--out", str(tmp_path / "o"), f"R={tmp_path / 'r'}"])
+    with pytest.raises(SystemExit, match="no epoch record"):
+        recipe_curves.main()
