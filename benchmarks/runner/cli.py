@@ -287,6 +287,10 @@ def build_leaderboard(
         log(f"bad record, left out of the tables: {problem}")
     if found.unsealed:
         log(f"note: {found.unsealed} record(s) have no checksum (written before records carried one): not verified")
+    if found.unbound:
+        log(
+            f"note: {found.unbound} record(s) name no job (written before records named theirs): not checked against it"
+        )
     df = records_frame(entries, results_dir / "records", records=found)
     spec = suite.leaderboard
     lb = aggregate(

@@ -432,8 +432,11 @@ def run_plan(
     executor = executor or LocalExecutor()
     store.write_plan(plan.to_dict())
     jobs = [j for j in plan.jobs if only is None or j.variant in only]
-    for problem in store.bad_records(jobs):  # edited, torn or corrupted: never cached, never shown
+    for problem in store.bad_records(jobs):  # edited, torn, corrupted or another job's: never cached, never shown
         log(f"bad record, its job runs again: {problem}")
+    unbound = store.unbound_records(jobs)
+    if unbound:
+        log(f"note: {unbound} record(s) name no job (written before records named theirs): not checked against it")
     todo = [j for j in jobs if not store.is_done(j)]
     cached = [JobOutcome(j.id, "cached") for j in jobs if store.is_done(j)]
     if not todo:

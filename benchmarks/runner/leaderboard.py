@@ -126,22 +126,28 @@ class RecordSet:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # job id -> record (verified or legacy)
     bad: list[str] = field(default_factory=list)  # "path: problem" of each record that cannot be trusted
     unsealed: int = 0  # legacy records without a checksum (read, not verified)
+    unbound: int = 0  # records that name no job (``benchmark.job_id``): read, not checked against their entry
 
 
 def read_records(entries: Iterable[dict[str, Any]], records_dir: str | Path) -> RecordSet:
-    """Read and check the record of every eval entry that has one; a bad record is listed, never used."""
+    """Read and check the record of every eval entry that has one; a bad record is listed, never used.
+
+    Each is checked against its checksum and against its entry's job id: a record copied from another job's
+    passes its checksum, but is listed as bad.
+    """
     out = RecordSet()
     for e in entries:
         path = Path(records_dir) / f"{e['id']}.json"
         if e["kind"] != "eval" or not path.exists():
             continue
         try:
-            rec = read_record(path)
+            rec = read_record(path, job_id=e["id"])
         except RecordError as exc:
             out.bad.append(str(exc))
             continue
         out.records[e["id"]] = rec.data
         out.unsealed += int(not rec.sealed)
+        out.unbound += int(rec.job_id is None)
     return out
 
 

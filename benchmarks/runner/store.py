@@ -11,7 +11,8 @@
 
 A job is done only when its final file exists (``artifact/meta.json`` or the record), and that file is
 the last thing written, atomically; so a runner killed at any moment re-runs only unfinished jobs. A record
-must also pass its own checksum (``zoo.records``): one that was edited, torn or corrupted is redone.
+must also pass its own checksum (``zoo.records``) and name this job (``benchmark.job_id``): one that was
+edited, torn or corrupted, or copied from another job's record, is redone.
 """
 
 from __future__ import annotations
@@ -67,9 +68,10 @@ class Store:
         return self.output_path(job).is_file()
 
     def record_problem(self, job: Job) -> str | None:
-        """Why the record of eval ``job`` cannot be used (missing, not JSON, checksum mismatch), or None."""
+        """Why the record of eval ``job`` cannot be used (missing, not JSON, checksum mismatch, another job's
+        record), or None."""
         try:
-            read_record(self.record_path(job.id))
+            read_record(self.record_path(job.id), job_id=job.id)
         except RecordError as exc:
             return str(exc)
         return None
@@ -81,6 +83,17 @@ class Store:
             for job in jobs
             if job.kind == "eval" and self.record_path(job.id).exists() and (problem := self.record_problem(job))
         ]
+
+    def unbound_records(self, jobs: list[Job]) -> int:
+        """How many usable records of ``jobs`` name no job (legacy: read like unsealed records, counted)."""
+        n = 0
+        for job in jobs:
+            if job.kind == "eval" and self.record_path(job.id).is_file():
+                try:
+                    n += int(read_record(self.record_path(job.id), job_id=job.id).job_id is None)
+                except RecordError:
+                    pass
+        return n
 
     def read_state(self, job_id: str) -> dict[str, Any] | None:
         path = self.state_path(job_id)

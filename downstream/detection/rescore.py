@@ -187,6 +187,12 @@ def _parse(path: Path) -> Any:
         return None
 
 
+def _job_of(path: str | Path) -> str | None:
+    """The job a runner's record file is for: ``<results>/records/<job id>.json``; None for any other path."""
+    path = Path(path)
+    return path.stem if path.parent.name == "records" else None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Re-score records from their kept predictions and compare with their metrics: detection with pycocotools
     alone, kNN and linear from their top-5 prediction files."""
@@ -205,16 +211,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ok = True
     failed = 0
-    bad, unsealed = [], 0
-    for path in map(str, skipped):  # not re-scorable, but their checksums are still checked
+    bad, unsealed, unbound = [], 0, 0
+    for path in map(str, skipped):  # not re-scorable, but their checksums (and jobs) are still checked
         try:
-            unsealed += int(not read_record(path).sealed)
+            rec = read_record(path, job_id=_job_of(path))
+            unsealed += int(not rec.sealed)
+            unbound += int(_job_of(path) is not None and rec.job_id is None)
         except RecordError as exc:
             print(f"BAD RECORD {exc}", file=sys.stderr)
             bad.append(path)
     for path in map(str, records):
-        try:  # the record's own checksum first: one changed digit, or a torn file, is reported by path
-            unsealed += int(not read_record(path).sealed)
+        try:  # the record's own checksum first: one changed digit, a torn file or another job's record
+            rec = read_record(path, job_id=_job_of(path))
+            unsealed += int(not rec.sealed)
+            unbound += int(_job_of(path) is not None and rec.job_id is None)
         except RecordError as exc:
             print(f"BAD RECORD {exc}", file=sys.stderr)
             bad.append(path)
@@ -244,10 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     if len(records) > 1 or skipped or bad:
         kinds = sorted({read_json(f)["evaluator"] for f in skipped})
         note = f"; {len(skipped)} skipped (no kept predictions: {', '.join(kinds)})" if skipped else ""
-        note += f"; {len(bad)} BAD (checksum or JSON, listed above)" if bad else ""
+        note += f"; {len(bad)} BAD (checksum, JSON or another job's record, listed above)" if bad else ""
         print(f"rescore: {len(records) - failed} of {len(records)} records match their kept predictions{note}")
     if unsealed:
         print(f"note: {unsealed} record(s) have no checksum (written before records carried one): not verified")
+    if unbound:
+        print(f"note: {unbound} record(s) in a records/ folder name no job (benchmark.job_id): not checked against it")
     return 0 if ok and not bad else 1
 
 
