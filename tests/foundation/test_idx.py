@@ -206,3 +206,21 @@ def test_paper_baselines_script_on_fakes(tmp_path, small_counts, monkeypatch):
         assert row["test_accuracy"] >= 0.9, name
     x, y, xt, yt = script.official(str(tmp_path / "data"))
     assert x.shape == (N_TRAIN, 784) and xt.shape == (N_TEST, 784)  # all 60 official train images, no val cut
+
+
+def test_linear_columns_perf_script_times_both_problems_to_the_same_objective(tmp_path, small_counts, monkeypatch):
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "perf"))
+    import linear_columns
+
+    write_mnist_idx(tmp_path / "deb", N_TRAIN, N_TEST)
+    monkeypatch.setitem(idx.DEBIAN_ROOTS, "fashion-mnist", str(tmp_path / "deb"))
+    argv = ["x", "--iters", "200", "--l2", "0.1", "--results-dir", str(tmp_path / "perf"), "--name", "t"]
+    monkeypatch.setattr(sys, "argv", argv)
+    linear_columns.main()
+    rec = json.loads((tmp_path / "perf" / "t.json").read_text())
+    rows = rec["details"]["rows"]
+    assert rows["all columns"]["columns"] == 3 * 32 * 32 and rows["merged"]["columns"] == 32 * 32
+    assert abs(rows["all columns"]["objective"] - rows["merged"]["objective"]) < 1e-6
