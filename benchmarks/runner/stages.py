@@ -11,6 +11,7 @@ run) while one stage is missing; a missing stage fails only the jobs that need i
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -144,21 +145,52 @@ def run_pretrain(job: Job, run_dir: Path) -> None:
         raise
 
 
+def _torchrun_command(job: Job, cfg_file: Path, run_dir: Path) -> list[str]:
+    """``torchrun --nproc_per_node=GPUS -m benchmarks.cli pretrain CFG --out RUN_DIR`` from this environment."""
+    launcher = [sys.executable, "-m", "torch.distributed.run"]  # = torchrun, from this environment
+    # every rank runs the same ``byol-bench pretrain CONFIG --out RUN_DIR``; train() reads its rank from env
+    cmd = [*launcher, f"--nproc_per_node={job.gpus}", "-m", "benchmarks.cli", "pretrain", str(cfg_file)]
+    return [*cmd, "--out", str(run_dir)]
+
+
 def _torchrun_pretrain(job: Job, run_dir: Path) -> None:
     """Multi-GPU pretraining is the pretraining stage's own ``torchrun`` path; we only launch it.
 
     The resolved config is written as YAML (execution-only keys take their defaults) and passed whole.
+    torchrun lives no longer than this process (``procs.run_child``: a parent-death signal), and a stop signal
+    to this process (SIGTERM, SIGUSR1, SIGUSR2) reaches it as SIGTERM: its ranks finish their step, write a
+    checkpoint and exit. Then this process ends as the signal would have ended it, as in-process pretraining
+    does, and where a handler keeps it alive (submitit's), the job is ``Preempted``.
     """
     import yaml
+
+    from .procs import run_child
 
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_file = run_dir / "suite-config.yaml"
     atomic_write_text(cfg_file, yaml.safe_dump(job.spec["config"], sort_keys=True))
-    launcher = [sys.executable, "-m", "torch.distributed.run"]  # = torchrun, from this environment
-    # every rank runs the same ``byol-bench pretrain CONFIG --out RUN_DIR``; train() reads its rank from env
-    cmd = [*launcher, f"--nproc_per_node={job.gpus}", "-m", "benchmarks.cli", "pretrain", str(cfg_file)]
-    cmd += ["--out", str(run_dir)]
-    subprocess.run(cmd, check=True, env=dict(os.environ))
+    cmd = _torchrun_command(job, cfg_file, run_dir)
+    rc, stop = run_child(cmd, env=dict(os.environ))
+    if stop is None:
+        if rc:
+            raise subprocess.CalledProcessError(rc, cmd)
+        return
+    if rc == 0:  # it finished just as the signal came: the artifact is written, end as the signal says
+        os.kill(os.getpid(), stop)
+        return
+    from pretrain.train import Preempted
+
+    name = signal.Signals(stop).name
+    try:
+        raise Preempted(
+            f"{name} received: torchrun stopped (exit {rc}) after its ranks checkpointed in {run_dir}; "
+            "run the same job again to resume",
+            stop,
+            -1,
+        )
+    except Preempted:
+        os.kill(os.getpid(), stop)  # our handler is gone: the previous one (or the default action) acts
+        raise
 
 
 def run_random_init(job: Job, run_dir: Path) -> None:
