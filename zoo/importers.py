@@ -2,7 +2,8 @@
 
 A checkpoint is read in three explicit steps, each of which can only fail loudly:
 
-1. **Load it safely** (:func:`read_checkpoint`). Torch files go through ``torch.load(weights_only=True)``.
+1. **Load it safely** (:func:`read_checkpoint`). Torch files go through ``torch.load(weights_only=True)``,
+   and only on torch >= 2.10 (older versions have public holes in it; :data:`_TORCH_LOAD_SAFE_FROM`).
    A torch (zip) file that also pickles Python objects besides its weights (a Lightning
    ``hyper_parameters`` object, mmengine's ``message_hub`` of ``HistoryBuffer`` objects) is read with each
    global the file names (listed beforehand, without loading, by
@@ -12,7 +13,9 @@ A checkpoint is read in three explicit steps, each of which can only fail loudly
    non-zip) torch file with such objects, or a file that *is* a pickled module, is refused with a one-line
    re-save that writes a file this importer reads (tested per layout). A plain pickle (detectron2
    ``.pkl``) goes through :class:`RestrictedUnpickler`, which only rebuilds dicts, lists and numpy
-   arrays. ``.safetensors`` files need no unpickling at all.
+   arrays, the arrays by our own code from a whitelisted number dtype, an int shape and exactly that
+   many bytes (numpy never sees the file's dtype or array state). ``.safetensors`` files need no
+   unpickling at all.
 2. **Map the keys** with one :class:`Layout`: where the state dict sits in the checkpoint (``containers``),
    the prefix of the backbone keys, how a name after the prefix becomes torchvision's, and which other
    key prefixes are heads (projector, predictor, momentum copies, queues, online classifiers) dropped
@@ -49,9 +52,11 @@ import functools
 import json
 import os
 import pickle
+import re
 import shlex
 import struct
 import zipfile
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,35 +125,180 @@ class KeyMismatchError(CheckpointImportError):
 # ----------------------------------------------------------------------------------------------------
 
 
-def _numpy_multiarray() -> Any:
-    try:  # numpy >= 2
-        from numpy._core import multiarray
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray
-    return multiarray
+# A .pkl never gets to construct a numpy object. numpy's own ``dtype.__setstate__`` and
+# ``ndarray.__setstate__`` trust their arguments (a dtype state can declare an object field without the
+# object flag, and copying such an array dereferences bytes from the file as pointers: a crash or worse),
+# so the globals numpy's pickles name are bound to inert recorders (:class:`_Record`), and after loading
+# each array is rebuilt by :func:`_rebuild_arrays` from a dtype on this list, a shape of ints and a payload
+# of exactly the right length (``np.frombuffer`` + copy). Anything else is an error naming the file.
+_ARRAY_KINDS = ("f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "b1")  # as numpy's pickles spell them
+_ONE_BYTE_KINDS = ("i1", "u1", "b1")
+_WEIGHT_DTYPES = frozenset(np.dtype(order + kind) for kind in _ARRAY_KINDS for order in "<>")
+_PICKLE_NESTING = 100  # a weights pickle is a dict of arrays, perhaps in one or two containers
 
 
-def _numpy_frombuffer() -> Any:
-    try:
-        from numpy._core.numeric import _frombuffer
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.numeric import _frombuffer
-    return _frombuffer
+class _Record:
+    """An inert stand-in for a numpy object that a .pkl names: its arguments and state are kept, nothing runs."""
+
+    args: tuple[Any, ...] = ()  # also what a record made by NEWOBJ (``__new__`` without ``__init__``) has
+    state: Any = None
+
+    def __init__(self, *args: Any) -> None:
+        self.args = args
+        self.state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
 
 
-# (module, name) a pickle may name -> the object it gets. Nothing here runs code chosen by the file:
-# array/dtype/scalar reconstruction (numpy 1 and 2 module paths), bytes from a Python-2 ``str``
-# (``_codecs.encode``, how protocol-2 pickles store raw array data) and OrderedDict.
+class _NdarrayName(_Record):
+    """``numpy.ndarray`` in a .pkl (the class ``_reconstruct`` is asked to make)."""
+
+
+class _DtypeRecord(_Record):
+    """``numpy.dtype(kind, align, copy)``, BUILD state ``(version, byteorder, subarray, names, fields, ...)``."""
+
+    def dtype(self) -> np.dtype:
+        kind = self.args[0] if self.args else None
+        kind = kind.decode("latin1") if isinstance(kind, bytes) else kind
+        if kind not in _ARRAY_KINDS:
+            raise ValueError(f"an array of dtype {kind!r:.40}: weights are one of {', '.join(_ARRAY_KINDS)}")
+        order = "="  # numpy.dtype(kind) without a state: native
+        state = self.state
+        if state is not None:
+            if not (
+                isinstance(state, tuple)
+                and 5 <= len(state) <= 9
+                and state[0] in (1, 2, 3, 4)
+                and all(x is None for x in state[2:5])
+            ):
+                raise ValueError(f"a dtype {kind!r} whose state is not a plain number type's: {state!r:.200}")
+            order = state[1].decode("latin1") if isinstance(state[1], bytes) else state[1]
+            if order not in ("<", ">", "=") and not (order == "|" and kind in _ONE_BYTE_KINDS):
+                raise ValueError(f"a dtype {kind!r} with byte order {order!r:.20}")
+        return np.dtype(order + kind)
+
+
+class _ArrayRecord(_Record):
+    """``_reconstruct(numpy.ndarray, (0,), b'b')`` with its BUILD state ``(1, shape, dtype, is_fortran, data)``."""
+
+
+class _FrombufferRecord(_Record):
+    """``numpy._core.numeric._frombuffer(data, dtype, shape, order)`` (pickle protocol 5)."""
+
+
+class _ScalarRecord(_Record):
+    """``numpy._core.multiarray.scalar(dtype, data)``: a numpy scalar."""
+
+
+def _build_array(dtype: Any, shape: Any, data: Any, fortran: Any) -> np.ndarray:
+    if not isinstance(dtype, _DtypeRecord):
+        raise ValueError(f"an array whose dtype is a {type(dtype).__name__}")
+    dt = dtype.dtype()
+    if not (
+        isinstance(shape, tuple)
+        and len(shape) <= 32
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+    ):
+        raise ValueError(f"an array whose shape {shape!r:.100} is not a tuple of at most 32 non-negative ints")
+    if isinstance(data, str):  # a Python-2 str, read with encoding="latin1"
+        data = data.encode("latin1")
+    if not isinstance(data, (bytes, bytearray)):
+        raise ValueError(f"an array whose data is a {type(data).__name__}, not bytes")
+    count = 1
+    for n in shape:
+        count *= n
+    if count * dt.itemsize != len(data):
+        raise ValueError(
+            f"an array of shape {shape} and dtype {dt.str} needs {count * dt.itemsize} bytes; "
+            f"the file gives {len(data)}"
+        )
+    if not isinstance(fortran, (bool, int)):
+        raise ValueError(f"an array whose order flag is a {type(fortran).__name__}")
+    # a copy in native byte order, as numpy's own unpickling gives (same values; torch takes native only)
+    native = np.frombuffer(data, dtype=dt).astype(dt.newbyteorder("="), copy=True)
+    return native.reshape(shape, order="F" if fortran else "C")
+
+
+def _to_numpy(record: _Record) -> Any:
+    """The numpy object ``record`` stands for, rebuilt from a whitelisted dtype, int shape and exact bytes only."""
+    args, state = record.args, record.state
+    if isinstance(record, _DtypeRecord):
+        return record.dtype()
+    if isinstance(record, _ScalarRecord) and len(args) == 2 and state is None:
+        return _build_array(args[0], (), args[1], False)[()]
+    if isinstance(record, _FrombufferRecord) and len(args) == 4 and args[3] in ("C", "F") and state is None:
+        return _build_array(args[1], args[2], args[0], args[3] == "F")
+    if isinstance(record, _ArrayRecord) and len(args) == 3 and args[0] is _NdarrayName:
+        if isinstance(state, tuple) and len(state) == 5 and state[0] == 1:
+            state = state[1:]  # (version, shape, dtype, is_fortran, data); the oldest numpy wrote no version
+        if not (isinstance(state, tuple) and len(state) == 4):
+            raise ValueError(f"a numpy array whose state is not (shape, dtype, is_fortran, data): {state!r:.100}")
+        return _build_array(state[1], state[0], state[3], state[2])
+    raise ValueError(f"a numpy object that is not an array of numbers ({type(record).__name__} {args!r:.100})")
+
+
+def _rebuild_arrays(obj: Any) -> Any:
+    """``obj`` (a loaded .pkl) with every :class:`_Record` replaced by the numpy array/scalar/dtype it stands for.
+
+    Dicts and lists change in place, tuples are rebuilt; a record or container the pickle's memo shares is
+    rebuilt once. Raises ``ValueError`` for any record that is not a plain array of numbers and for nesting
+    deeper than :data:`_PICKLE_NESTING`.
+    """
+    memo: dict[int, tuple[Any, Any]] = {}  # id -> (original, rebuilt); the original is kept alive
+
+    def rebuild(value: Any, depth: int) -> Any:
+        if not isinstance(value, (_Record, dict, list, tuple)):
+            return value
+        if id(value) in memo:
+            return memo[id(value)][1]
+        if depth > _PICKLE_NESTING:
+            raise ValueError(f"containers nested more than {_PICKLE_NESTING} deep")
+        if isinstance(value, _Record):
+            memo[id(value)] = (value, _to_numpy(value))
+        elif isinstance(value, dict):
+            memo[id(value)] = (value, value)
+            for k in list(value):
+                value[k] = rebuild(value[k], depth + 1)
+        elif isinstance(value, list):
+            memo[id(value)] = (value, value)
+            value[:] = [rebuild(v, depth + 1) for v in value]
+        else:
+            memo[id(value)] = (value, value)  # a cycle back to this tuple (through a list) keeps the original
+            memo[id(value)] = (value, tuple(rebuild(v, depth + 1) for v in value))
+        return memo[id(value)][1]
+
+    return rebuild(obj, 0)
+
+
+def _encode_latin1(text: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles use it (array bytes stored as latin1 text); no other codec."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+        raise ValueError(f"_codecs.encode with codec {encoding!r:.40}: only latin1 text is array data")
+    return text.encode("latin1")
+
+
+def _empty_bytes(*args: Any) -> bytes:
+    """``bytes()`` as protocol-2 pickles write ``b""`` (an empty array's data); never ``bytes(n)``."""
+    if args:
+        raise ValueError("bytes(...) with arguments: only b'' is written this way")
+    return b""
+
+
 _MULTIARRAY = ("numpy.core.multiarray", "numpy._core.multiarray")
 _NUMERIC = ("numpy.core.numeric", "numpy._core.numeric")
-_ALLOWED_GLOBALS: dict[tuple[str, str], Callable[[], Any]] = {
-    **{(m, "_reconstruct"): lambda: _numpy_multiarray()._reconstruct for m in _MULTIARRAY},
-    **{(m, "scalar"): lambda: _numpy_multiarray().scalar for m in _MULTIARRAY},
-    **{(m, "_frombuffer"): _numpy_frombuffer for m in _NUMERIC},
-    ("numpy", "ndarray"): lambda: np.ndarray,
-    ("numpy", "dtype"): lambda: np.dtype,
-    ("_codecs", "encode"): lambda: __import__("_codecs").encode,
-    ("collections", "OrderedDict"): lambda: __import__("collections").OrderedDict,
+# (module, name) a pickle may name -> what it gets instead. None of these constructs a numpy object or runs
+# anything chosen by the file.
+_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    **{(m, "_reconstruct"): _ArrayRecord for m in _MULTIARRAY},
+    **{(m, "scalar"): _ScalarRecord for m in _MULTIARRAY},
+    **{(m, "_frombuffer"): _FrombufferRecord for m in _NUMERIC},
+    ("numpy", "ndarray"): _NdarrayName,
+    ("numpy", "dtype"): _DtypeRecord,
+    ("_codecs", "encode"): _encode_latin1,
+    ("__builtin__", "bytes"): _empty_bytes,
+    ("builtins", "bytes"): _empty_bytes,
+    ("collections", "OrderedDict"): OrderedDict,
 }
 
 
@@ -159,19 +309,22 @@ class RestrictedUnpickler(pickle.Unpickler):
     class's constructor), so loading an untrusted pickle is running untrusted code. Weight files such as
     detectron2's ``.pkl`` only need dicts, lists, strings, numbers and numpy arrays, and the only globals
     those need are numpy's array, dtype and scalar reconstructors (plus ``_codecs.encode`` for Python-2
-    pickles and ``collections.OrderedDict``); :meth:`find_class` hands out exactly those and raises
-    :class:`UnsafeCheckpointError` naming anything else, before it is imported. Object arrays are
-    refused afterwards by :func:`_as_tensor`, so no element can smuggle a Python object through.
+    pickles and ``collections.OrderedDict``). :meth:`find_class` binds numpy's names to inert recorders
+    (never to numpy itself: its ``__setstate__`` methods trust the file, see :class:`_Record`), and
+    raises :class:`UnsafeCheckpointError` naming anything else, before it is imported.
+    :func:`_rebuild_arrays` then makes each array from a whitelisted number dtype, an int shape and
+    exactly as many bytes as those need (:func:`read_checkpoint` does both), so no object array, string
+    array or hand-made dtype gets through.
     """
 
     def find_class(self, module: str, name: str) -> Any:
-        getter = _ALLOWED_GLOBALS.get((module, name))
-        if getter is None:
+        stand_in = _ALLOWED_GLOBALS.get((module, name))
+        if stand_in is None:
             raise UnsafeCheckpointError(
                 f"the pickle names the global '{module}.{name}', and loading it would run code from the file; "
                 "only numpy arrays and plain containers are read from a .pkl"
             )
-        return getter()
+        return stand_in
 
     def persistent_load(self, pid: Any) -> Any:
         raise UnsafeCheckpointError(
@@ -293,11 +446,31 @@ def _is_weights_only_refusal(exc: BaseException) -> bool:
     return isinstance(exc, pickle.UnpicklingError) or "weights_only" in text or "Weights only" in text
 
 
-# (object, "module.name") entries in safe_globals came with pytorch/pytorch#142153 (Dec 2024, torch 2.6);
-# get_unsafe_globals_in_checkpoint is 2.5+. Older torch refuses such files with a re-save fix.
-_TORCH_CAN_STAND_IN = hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint") and tuple(
-    int(p) for p in torch.__version__.split("+")[0].split(".")[:2]
-) >= (2, 6)
+# torch.load(weights_only=True) is all that stands between a torch file's pickle and this process, and
+# before 2.10 it had public holes a crafted file can use: CVE-2025-32434 (GHSA-53q9-r3pm-6pq6, code
+# execution, fixed in torch 2.6.0) and CVE-2026-24747 (GHSA-63cw-57p8-fm3p: SETITEM(S) on non-dicts and
+# storage sizes larger than their data corrupt memory, fixed in 2.10.0). The project still runs on older
+# torch (pyproject: torch>=2.1); only reading torch pickles needs 2.10. (2.10 also has everything
+# :func:`_load_torch_zip` uses: get_unsafe_globals_in_checkpoint, 2.5; named safe globals, 2.6.)
+_TORCH_LOAD_SAFE_FROM = (2, 10)
+
+
+def _torch_version() -> tuple[int, int]:
+    found = re.match(r"\s*(\d+)\.(\d+)", str(torch.__version__))
+    return (int(found[1]), int(found[2])) if found else (0, 0)
+
+
+def _refuse_unsafe_torch_load(path: Path) -> None:
+    """Raise unless this torch's ``torch.load(weights_only=True)`` has no known hole (see above)."""
+    if _torch_version() >= _TORCH_LOAD_SAFE_FROM:
+        return
+    raise UnsafeCheckpointError(
+        f"refusing {path}: it is a torch pickle (torch.save) file, and this is torch {torch.__version__}, whose "
+        "torch.load(weights_only=True) a crafted file can break out of: CVE-2025-32434 (code execution, fixed in "
+        "torch 2.6) and CVE-2026-24747 / GHSA-63cw-57p8-fm3p (memory corruption, fixed in torch 2.10). Import "
+        "it where torch >= 2.10 is installed; .safetensors and .pkl files are read without torch's unpickler "
+        "and import on any torch."
+    )
 
 
 def _load_torch_zip(path: Path) -> Any:
@@ -308,22 +481,12 @@ def _load_torch_zip(path: Path) -> Any:
     hub's ``log_scalars`` being ``HistoryBuffer`` objects) and Lightning checkpoints with
     ``hyper_parameters`` objects load this way; their weights come back as tensors, the rest as stand-ins.
     """
+    _refuse_unsafe_torch_load(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         if not _is_weights_only_refusal(exc):
             raise CheckpointImportError(f"{path}: unreadable torch file ({exc})") from exc
-    if not _TORCH_CAN_STAND_IN:
-        raise UnsafeCheckpointError(
-            f"refusing {path}: it pickles Python objects besides its weights, and leaving them unread needs "
-            f"torch >= 2.6 (torch.serialization.get_unsafe_globals_in_checkpoint, named safe globals); this is "
-            f"torch {torch.__version__}. Upgrade torch, or where you trust the file re-save its state dict: "
-            + _resave_command(
-                path,
-                "import torch; c = torch.load(@IN@, weights_only=False); "
-                "torch.save({'state_dict': c['state_dict']}, @OUT@)",
-            )
-        )
     try:  # statically lists the pickle's GLOBALs outside torch's allow-list; loads nothing
         names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
     except Exception as exc:
@@ -389,7 +552,14 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[Any, str]:
                 raise CheckpointImportError(f"{path}: truncated pickle file ({size} bytes; {exc})") from exc
             raise CheckpointImportError(f"{path}: unreadable pickle ({type(exc).__name__}: {exc})") from exc
     if first != _TORCH_LEGACY_MAGIC:
-        return first, "pickle"
+        try:
+            return _rebuild_arrays(first), "pickle"
+        except (ValueError, TypeError, MemoryError, RecursionError) as exc:
+            raise CheckpointImportError(
+                f"refusing {path}: {exc or type(exc).__name__}; a .pkl is read only as plain containers of numpy "
+                "arrays of numbers"
+            ) from None
+    _refuse_unsafe_torch_load(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -698,10 +868,11 @@ def _find_container(ckpt: Any, layout: Layout) -> tuple[Mapping[str, Any], str]:
 
 
 def _as_tensor(value: Any) -> torch.Tensor | None:
+    """A tensor, or a numpy array of a weight dtype (any byte order) as a native-order copy; else ``None``."""
     if isinstance(value, torch.Tensor):
         return value
-    if isinstance(value, np.ndarray) and not value.dtype.hasobject:
-        return torch.from_numpy(np.array(value, copy=True))
+    if isinstance(value, np.ndarray) and value.dtype in _WEIGHT_DTYPES:
+        return torch.from_numpy(np.array(value, dtype=value.dtype.newbyteorder("="), copy=True))
     return None
 
 
@@ -878,14 +1049,21 @@ def recognised_layouts(ckpt: Any, arch: str, stem_padding: int | None = None) ->
 # open-mmlab/mmselfsup@db861f30 configs/selfsup/_base_/datasets/imagenet_byol.py lines 6-10:
 # dict(type='RandomResizedCrop', size=224, ...); mmcv's own transform calls it ``scale``).
 _CROP_TYPES = ("RandomResizedCrop", "RandomResizedCropAndInterpolationWithTwoPic")
+_CFG_AT_MOST = 1 << 20  # characters; mmengine's pretty_text of a whole run config is tens of kB
 
 
 def _crop_sizes(config_text: str) -> set[int]:
-    """Sizes of the training crops in an mmengine config's text, read with ``ast`` (never executed)."""
+    """Sizes of the training crops in an mmengine config's text, read with ``ast`` (never executed).
+
+    Raises ``ValueError`` saying why for a text it cannot read: longer than :data:`_CFG_AT_MOST`, not
+    Python, or nested too deep for the parser (``MemoryError``/``RecursionError`` from ``ast``).
+    """
+    if len(config_text) > _CFG_AT_MOST:
+        raise ValueError(f"it is {len(config_text)} characters, more than any config ({_CFG_AT_MOST})")
     try:
         tree = ast.parse(config_text)
-    except (SyntaxError, ValueError):
-        return set()
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
+        raise ValueError(f"it is not Python that can be read ({type(exc).__name__}: {str(exc)[:200]})") from None
     sizes: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict":
@@ -900,8 +1078,8 @@ def _crop_sizes(config_text: str) -> set[int]:
         for key in ("size", "scale"):
             try:
                 value = ast.literal_eval(fields[key]) if key in fields else None
-            except ValueError:
-                continue
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                continue  # not a literal (a variable, an expression): not a size this reads
             if isinstance(value, (tuple, list)) and len(value) == 2 and value[0] == value[1]:
                 value = value[0]
             if isinstance(value, int) and not isinstance(value, bool):
@@ -909,19 +1087,26 @@ def _crop_sizes(config_text: str) -> set[int]:
     return sizes
 
 
-def input_size_in(ckpt: Any) -> tuple[int, str] | None:
+def input_size_in(ckpt: Any, path: str | os.PathLike = "the checkpoint") -> tuple[int, str] | None:
     """The training resolution a checkpoint records, with where it was read; ``None`` if it records none.
 
     Only mmengine checkpoints record it among the formats we read: ``meta['cfg']`` is the run's config as
     Python text (open-mmlab/mmengine@25434293 ``runner/runner.py`` line 2215:
     ``cfg=self.cfg.pretty_text``), whose training crops give it. Several different crop sizes (multi-crop)
-    tell nothing and give ``None``.
+    tell nothing and give ``None``. A ``meta.cfg`` that cannot be read (too long, not Python, nested too
+    deep) is a :class:`CheckpointImportError` naming ``path``: the file claims to record the size and hides it.
     """
     meta = ckpt.get("meta") if isinstance(ckpt, Mapping) else None
     text = meta.get("cfg") if isinstance(meta, Mapping) else None
     if not isinstance(text, str):
         return None
-    sizes = _crop_sizes(text)
+    try:
+        sizes = _crop_sizes(text)
+    except ValueError as exc:
+        raise CheckpointImportError(
+            f"refusing {path}: its meta.cfg (the mmengine config, where the training image size is read) cannot "
+            f"be read: {exc}"
+        ) from None
     if len(sizes) != 1:
         return None
     return sizes.pop(), "checkpoint meta.cfg (" + "/".join(_CROP_TYPES[:1]) + " size)"
@@ -952,6 +1137,30 @@ def _check_out(out: Path, overwrite: bool) -> None:
             f"--force: {out} holds files that are not the artifact's own ({_listing(others)}); --force only "
             f"replaces {', '.join(sorted(_OWN_FILES))}, so move those away or choose another --out"
         )
+
+
+def _read_and_map(
+    src: Path, arch: str, layout: str, prefix: str | None, stem_padding: int | None
+) -> tuple[Any, str, Mapped, tuple[int, str] | None]:
+    """:func:`import_checkpoint`'s reading steps: load, map with the chosen layout, read a recorded input size."""
+    ckpt, fmt = read_checkpoint(src)
+    if prefix is not None:
+        claims = recognised_layouts(ckpt, arch, stem_padding)
+        if claims:
+            refusals = [how.removeprefix("refused: ") for how in claims.values() if how.startswith("refused: ")]
+            raise (UnsupportedCheckpointError if refusals else CheckpointImportError)(
+                f"{src}: --prefix is for a layout we do not know, and this checkpoint is claimed by known "
+                f"layout(s): {'; '.join(f'{name} ({how})' for name, how in claims.items())}. A prefix cannot "
+                "override what a known layout knows (its heads, stem, refusals): "
+                + ("not imported." if refusals else f"use --layout {next(iter(claims))} (or auto).")
+            )
+        mapped = map_checkpoint(ckpt, prefix_layout(prefix), arch, stem_padding)
+    elif layout == "auto":
+        mapped = detect_layout(ckpt, arch, stem_padding)
+    else:
+        mapped = map_checkpoint(ckpt, LAYOUTS[layout], arch, stem_padding)
+    recorded = input_size_in(ckpt, src)
+    return ckpt, fmt, mapped, recorded
 
 
 def import_checkpoint(
@@ -987,23 +1196,12 @@ def import_checkpoint(
     if layout != "auto" and layout not in LAYOUTS:
         raise CheckpointImportError(f"unknown layout '{layout}' (known: auto, {', '.join(LAYOUTS)})")
     _check_out(out, overwrite)
-    ckpt, fmt = read_checkpoint(src)
-    if prefix is not None:
-        claims = recognised_layouts(ckpt, arch, stem_padding)
-        if claims:
-            refusals = [how.removeprefix("refused: ") for how in claims.values() if how.startswith("refused: ")]
-            raise (UnsupportedCheckpointError if refusals else CheckpointImportError)(
-                f"{src}: --prefix is for a layout we do not know, and this checkpoint is claimed by known "
-                f"layout(s): {'; '.join(f'{name} ({how})' for name, how in claims.items())}. A prefix cannot "
-                "override what a known layout knows (its heads, stem, refusals): "
-                + ("not imported." if refusals else f"use --layout {next(iter(claims))} (or auto).")
-            )
-        mapped = map_checkpoint(ckpt, prefix_layout(prefix), arch, stem_padding)
-    elif layout == "auto":
-        mapped = detect_layout(ckpt, arch, stem_padding)
-    else:
-        mapped = map_checkpoint(ckpt, LAYOUTS[layout], arch, stem_padding)
-    recorded = input_size_in(ckpt)
+    try:
+        ckpt, fmt, mapped, recorded = _read_and_map(src, arch, layout, prefix, stem_padding)
+    except (MemoryError, RecursionError) as exc:  # the specific checks missed a file built to exhaust them
+        raise CheckpointImportError(
+            f"refusing {src}: reading it raised {type(exc).__name__} (nested or sized beyond any weights file)"
+        ) from None
     if recorded is not None and input_size is not None and recorded[0] != input_size:
         raise CheckpointImportError(
             f"--input-size {input_size} contradicts {src}'s {recorded[1]}: {recorded[0]}; drop the flag or fix it"

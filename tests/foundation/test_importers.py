@@ -11,6 +11,7 @@ import json
 import os
 import pickle
 import re
+import struct
 import subprocess
 import sys
 import types
@@ -651,8 +652,208 @@ def test_object_arrays_are_not_weights(tmp_path):
     obj = pickle.loads(path.read_bytes())
     obj["model"]["stem.conv1.weight"] = np.array([1, "a"], dtype=object)
     path.write_bytes(pickle.dumps(obj))
-    with pytest.raises(KeyMismatchError, match="stem.conv1.weight"):
-        import_checkpoint(path, "resnet18", tmp_path / "a", layout="detectron2")
+    with pytest.raises(CheckpointImportError, match=r"refusing .*m\.pkl: an array of dtype 'O8'"):
+        import_checkpoint(path, "resnet18", tmp_path / "a", layout="detectron2")  # refused as it is read
+
+
+# ---- hand-written pickle opcodes: a crafted file made without constructing any numpy object -----------
+
+
+def _p_global(module: str, name: str) -> bytes:
+    return b"c" + f"{module}\n{name}\n".encode()
+
+
+def _p_str(text: str) -> bytes:
+    data = text.encode()
+    return b"X" + struct.pack("<I", len(data)) + data  # BINUNICODE
+
+
+def _p_bytes(data: bytes) -> bytes:
+    return b"B" + struct.pack("<I", len(data)) + data  # BINBYTES (protocol 3)
+
+
+def _p_int(n: int) -> bytes:
+    return b"J" + struct.pack("<i", n)  # BININT
+
+
+def _p_tuple(*items: bytes) -> bytes:
+    return b"(" + b"".join(items) + b"t"
+
+
+def _p_call(func: bytes, *args: bytes) -> bytes:
+    return func + _p_tuple(*args) + b"R"  # REDUCE
+
+
+def _p_build(obj: bytes, state: bytes) -> bytes:
+    return obj + state + b"b"  # BUILD: obj.__setstate__(state)
+
+
+def _p_dict(**items: bytes) -> bytes:
+    return b"}(" + b"".join(_p_str(k) + v for k, v in items.items()) + b"u"  # EMPTY_DICT, MARK, SETITEMS
+
+
+def _p_file(obj: bytes) -> bytes:
+    return b"\x80\x03" + obj + b"."
+
+
+_NP = "numpy._core.multiarray"
+_N, _T, _F = b"N", b"\x88", b"\x89"
+
+
+def _p_dtype(kind: str, state: bytes | None = None) -> bytes:
+    """numpy.dtype(kind, False, True), BUILD with ``state`` (numpy: (3, "<", None, None, None, -1, -1, 0))."""
+    made = _p_call(_p_global("numpy", "dtype"), _p_str(kind), _F, _T)
+    return _p_build(made, state) if state is not None else made
+
+
+def _p_plain_state(order: str = "<") -> bytes:
+    return _p_tuple(_p_int(3), _p_str(order), _N, _N, _N, _p_int(-1), _p_int(-1), _p_int(0))
+
+
+def _p_array(dtype: bytes, shape: tuple[int, ...], data: bytes) -> bytes:
+    """numpy's protocol-2..4 array: _reconstruct(ndarray, (0,), b'b') + BUILD (1, shape, dtype, False, data)."""
+    made = _p_call(_p_global(_NP, "_reconstruct"), _p_global("numpy", "ndarray"), _p_tuple(_p_int(0)), _p_bytes(b"b"))
+    return _p_build(made, _p_tuple(_p_int(1), _p_tuple(*map(_p_int, shape)), dtype, _F, data))
+
+
+# An 8-byte void dtype whose state declares an object field 'a' at offset 0 but not the object flag
+# (flags 16 instead of 63): numpy's dtype.__setstate__ takes it, dtype.hasobject is False, and copying the
+# array reads 0x4141414141414141 as a PyObject pointer (the reviewer's np3.py, rc 139 before the fix).
+_OBJECT_FIELD_STATE = _p_tuple(
+    _p_int(3),
+    _p_str("|"),
+    _N,
+    _p_tuple(_p_str("a")),
+    _p_dict(a=_p_tuple(_p_dtype("O", _p_plain_state("|")), _p_int(0))),
+    _p_int(8),
+    _p_int(1),
+    _p_int(16),
+)
+_CRAFTED_PKLS = {
+    "void_with_object_field": _p_call(  # protocol-5 style: _frombuffer(data, dtype, shape, order)
+        _p_global("numpy._core.numeric", "_frombuffer"),
+        _p_bytes(b"\x41" * 8),
+        _p_dtype("V8", _OBJECT_FIELD_STATE),
+        _p_tuple(_p_int(1)),
+        _p_str("C"),
+    ),
+    "float_with_object_field": _p_array(_p_dtype("f8", _OBJECT_FIELD_STATE), (1,), _p_bytes(b"\x41" * 8)),
+    "short_payload": _p_array(_p_dtype("f4", _p_plain_state()), (64, 3, 7, 7), _p_bytes(b"\0" * 16)),
+    "string_array": _p_array(_p_dtype("U1", _p_plain_state()), (1,), _p_bytes(b"a\0\0\0")),
+    "object_scalar": _p_call(_p_global(_NP, "scalar"), _p_dtype("O", _p_plain_state("|")), _p_bytes(b"\x41" * 8)),
+}
+
+
+def test_crafted_numpy_pickles_are_refused_not_run(tmp_path):
+    """Each file puts a hostile array at conv1.weight; the CLI must exit 1 naming it (in a subprocess, so a
+    segfault fails this test instead of killing pytest)."""
+    paths = []
+    for name, array in _CRAFTED_PKLS.items():
+        paths.append(tmp_path / f"{name}.pkl")
+        paths[-1].write_bytes(_p_file(_p_dict(**{"conv1.weight": array})))
+    code = (
+        "import sys\nfrom benchmarks.cli import main\nfor p in sys.argv[1:]:\n"
+        "    print(main(['import', p, '--arch', 'resnet18', '--out', p + '.art', '--input-size', '224']), flush=True)"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *map(str, paths)], cwd=repo, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, f"rc {done.returncode} (a crash): {done.stderr[-2000:]}"
+    assert done.stdout.split() == ["1"] * len(paths), done.stderr
+    errors = done.stderr.splitlines()
+    for path, error in zip(paths, errors, strict=True):
+        assert error.startswith(f"byol-bench import: refusing {path}: "), error
+        assert not Path(f"{path}.art").exists()
+    assert "dtype 'V8'" in errors[0] and "'U1'" in errors[3] and "'O'" in errors[4]
+    assert "not a plain number type" in errors[1] and "needs 37632 bytes; the file gives 16" in errors[2]
+
+
+def test_handmade_and_big_endian_arrays_read_bit_identically(tmp_path):
+    """The rebuild reads what numpy would: big-endian data as native-order arrays of the same values,
+    Fortran order, a Python-2 pickle's str payload; and a detectron2 tool .pkl of big-endian arrays
+    imports to the same features."""
+    data = np.arange(6, dtype=">i2").reshape(2, 3)
+    py2 = _p_build(  # Python 2's numpy: STRING payloads (read as latin1 str), no version in the array state
+        _p_call(
+            _p_global("numpy.core.multiarray", "_reconstruct"),
+            _p_global("numpy", "ndarray"),
+            _p_tuple(_p_int(0)),
+            b"U\x01b",
+        ),
+        _p_tuple(_p_tuple(_p_int(2), _p_int(3)), _p_dtype("i2", _p_plain_state(">")), _F, b"U\x0c" + data.tobytes()),
+    )
+    (tmp_path / "py2.pkl").write_bytes(b"\x80\x02" + _p_dict(a=py2) + b".")
+    obj, _ = read_checkpoint(tmp_path / "py2.pkl")
+    assert obj["a"].dtype == np.dtype("=i2") and np.array_equal(obj["a"], data)  # native, as numpy reads it
+    fortran = np.asfortranarray(np.arange(12, dtype=np.float16).reshape(3, 4))
+    arrays = {"f": fortran, "b": np.array([True, False]), "e": np.zeros((0, 3), np.int8), "u": np.arange(3, dtype="u1")}
+    for protocol in (2, 3, 4, 5):
+        (tmp_path / "w.pkl").write_bytes(pickle.dumps(arrays, protocol=protocol))
+        obj, _ = read_checkpoint(tmp_path / "w.pkl")
+        for k, v in arrays.items():
+            assert obj[k].dtype == v.dtype and obj[k].shape == v.shape and np.array_equal(obj[k], v), (protocol, k)
+    src = _source()
+    big = {_d2_tool_key(k): v.numpy().astype(v.numpy().dtype.newbyteorder(">")) for k, v in src.state_dict().items()}
+    path = tmp_path / "big.pkl"
+    # protocol 5 (_frombuffer) keeps the byte order in numpy: torch.from_numpy refused it (a TypeError, no path)
+    path.write_bytes(pickle.dumps({"model": big, "__author__": "torchvision", "matching_heuristics": True}, protocol=5))
+    _assert_same_features(import_checkpoint(path, "resnet18", tmp_path / "art"), src)
+
+
+@pytest.mark.parametrize("version", ["2.1.2", "2.5.1+cu121", "2.9.1"])
+def test_torch_pickles_are_refused_on_torch_with_weights_only_holes(tmp_path, monkeypatch, version):
+    """torch.load(weights_only=True) had public holes before 2.6 (CVE-2025-32434) and 2.10 (CVE-2026-24747):
+    zip and legacy torch files are refused there; .safetensors and .pkl files still import."""
+    from safetensors.torch import save_file
+
+    src = _source()
+    torch.save(src.state_dict(), tmp_path / "zip.pth")
+    torch.save(src.state_dict(), tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    save_file(src.state_dict(), str(tmp_path / "w.safetensors"))
+    pkl = _d2_tool_pkl(tmp_path / "w.pkl", src.state_dict(), "torchvision")
+    monkeypatch.setattr(torch, "__version__", version)
+    for name in ("zip.pth", "legacy.pth"):
+        with pytest.raises(
+            UnsafeCheckpointError, match=rf"refusing .*{name}.*torch {re.escape(version)}.*CVE-2025-32434"
+        ):
+            import_checkpoint(tmp_path / name, "resnet18", tmp_path / "a")
+        assert not (tmp_path / "a").exists()
+    with pytest.raises(UnsafeCheckpointError, match="CVE-2026-24747.*torch >= 2.10"):
+        read_checkpoint(tmp_path / "zip.pth")
+    _assert_same_features(import_checkpoint(tmp_path / "w.safetensors", "resnet18", tmp_path / "s"), src)
+    _assert_same_features(import_checkpoint(pkl, "resnet18", tmp_path / "p"), src)
+    for ok in ("2.10.0", "2.11.0a0+git1234", "2.14.1"):
+        monkeypatch.setattr(torch, "__version__", ok)
+        assert read_checkpoint(tmp_path / "zip.pth")[1] == "torch"
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        "x = " + "not " * 100000 + "1",  # ast.parse: MemoryError (parser stack)
+        "x = " + "(" * 300 + ")" * 300,  # SyntaxError: too many nested parentheses
+        "x = 1\n" * 200000,  # over the length cap
+    ],
+    ids=["deep-not", "deep-parens", "too-long"],
+)
+def test_a_hostile_mmengine_cfg_is_an_error_naming_the_file(tmp_path, cfg):
+    ckpt = _mmselfsup(_source())
+    ckpt["meta"]["cfg"] = cfg
+    torch.save(ckpt, tmp_path / "epoch_1.pth")
+    with pytest.raises(CheckpointImportError, match=r"refusing .*epoch_1\.pth: its meta\.cfg .* cannot be read"):
+        _import_checkpoint(tmp_path / "epoch_1.pth", "resnet18", tmp_path / "a", input_size=224)
+    assert not (tmp_path / "a").exists()
+
+
+def test_readme_documents_the_import_flags_and_torch_floor():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `byol-bench import "))
+    assert "--input-size" in row and "--stem-padding" in row
+    section = readme.split("<!-- section:import -->")[1].split("<!-- /section:import -->")[0]
+    assert "CVE-2025-32434" in section and "CVE-2026-24747" in section and "torch ≥ 2.10" in section
+    assert "exit 1" in section
 
 
 def test_truncated_files_say_truncated(tmp_path):
