@@ -68,6 +68,7 @@ def dry_run_table(plan: Plan, store: Store, executor_kind: str | None = None) ->
             "done": "cached",
             "failed": "run (failed before)",
             "blocked": "run (was blocked)",
+            "preempted": "run (pre-empted: resumes from its checkpoint)",
             "running": "run (unfinished: killed or in progress)",
             "missing": "run",
         }[status]
@@ -147,9 +148,10 @@ def summarize(plan: Plan, store: Store, outcomes: list[JobOutcome]) -> tuple[str
     lines = [
         "summary: "
         + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("done", "cached", "failed", "blocked"))
+        + (f", {counts['preempted']} preempted" if counts.get("preempted") else "")
         + f" (of {len(outcomes)} jobs)"
     ]
-    bad = [o for o in outcomes if o.status in ("failed", "blocked")]
+    bad = [o for o in outcomes if o.status in ("failed", "blocked", "preempted")]
     for o in bad:
         job = plan.by_id[o.job_id]
         first = (o.error or "").strip().splitlines()[0] if o.error else ""

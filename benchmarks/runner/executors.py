@@ -5,7 +5,9 @@ runner on the same results directory waits, then finds the job done), skips it i
 records ``running``, calls the stage, and records ``done`` or ``failed`` with the error and traceback. A
 failure never propagates: the jobs that depend on it are marked ``blocked`` and everything else runs.
 Two exceptions: a full disk stops the run, in one line naming the file and the room it needed; and the
-pool's workers end with the runner, whether it is stopped by SIGTERM or killed.
+pool's workers end with the runner, whether it is stopped by SIGTERM or killed. A pretraining stopped by a
+signal after its checkpoint is ``preempted``, not failed: it resumes on the next run, and under submitit
+``RequeueOnPreemption`` requeues it.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ JOB_LOG = "job.log"  # runs/<job>/job.log: everything libraries log, print or wa
 @dataclass(frozen=True)
 class JobOutcome:
     job_id: str
-    status: str  # "done" (ran now) | "cached" | "failed" | "blocked"
+    status: str  # "done" (ran now) | "cached" | "failed" | "blocked" | "preempted" (stopped by a signal, resumable)
     error: str | None = None
     wall_time_s: float = 0.0
     disk_full: bool = False  # ENOSPC: the runner starts nothing more, every job would fail the same way
@@ -123,6 +125,13 @@ def _execute_job(store: Store, job: Job, fns: StageFns) -> JobOutcome:
                 read_json(meta)
         except BaseException as exc:  # noqa: BLE001 - recorded; KeyboardInterrupt is re-raised below
             wall = time.time() - start
+            stopped = _preemption(exc)
+            if stopped is not None:  # checkpointed and resumable: not a failure (submitit requeues it)
+                error = f"pre-empted: {stopped}"
+                store.write_state(job, PREEMPTED, error=error, wall_time_s=wall)
+                if isinstance(exc, KeyboardInterrupt | SystemExit):  # submitit's handler requeued it and exits
+                    raise
+                return JobOutcome(job.id, PREEMPTED, error, wall)
             full = is_disk_full(exc)
             error = _disk_full_line(exc, run_dir) if full else f"{type(exc).__name__}: {exc}"
             try:
@@ -141,6 +150,29 @@ def _execute_job(store: Store, job: Job, fns: StageFns) -> JobOutcome:
                 raise
             return JobOutcome(job.id, "done", _disk_full_line(exc, store.state_path(job.id)), wall, disk_full=True)
         return JobOutcome(job.id, "done", None, wall)
+
+
+PREEMPTED = "preempted"
+_NOT_DONE = ("failed", "blocked", PREEMPTED)  # a dependent of a job that ended so cannot run
+
+
+def _preemption(exc: BaseException) -> BaseException | None:
+    """The ``pretrain.train.Preempted`` behind ``exc`` (itself, or what it was raised from or during), or None.
+
+    A pre-empted pretraining raises it after its checkpoint is written; submitit's requeue handler, called
+    while it propagates, raises ``SystemExit`` from within it. ``pretrain.train`` is not imported here: if it
+    was never imported, nothing can have raised its exception.
+    """
+    module = sys.modules.get("pretrain.train")
+    cls = getattr(module, "Preempted", None)
+    seen: BaseException | None = exc
+    for _ in range(16):
+        if seen is None or cls is None:
+            return None
+        if isinstance(seen, cls):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _not_started(job: Job) -> JobOutcome:
@@ -163,7 +195,7 @@ class LocalExecutor:
         outcomes: dict[str, JobOutcome] = {}
         if self.workers <= 1:
             for i, job in enumerate(jobs, 1):
-                bad = [d for d in job.deps if d in outcomes and outcomes[d].status in ("failed", "blocked")]
+                bad = [d for d in job.deps if d in outcomes and outcomes[d].status in _NOT_DONE]
                 if any(o.disk_full for o in outcomes.values()):
                     outcomes[job.id] = _not_started(job)
                     continue
@@ -198,7 +230,7 @@ class LocalExecutor:
                         pending = []
                     for job in list(pending):
                         deps = [d for d in job.deps if d in ids]
-                        bad = [d for d in deps if d in outcomes and outcomes[d].status in ("failed", "blocked")]
+                        bad = [d for d in deps if d in outcomes and outcomes[d].status in _NOT_DONE]
                         if bad:
                             pending.remove(job)
                             outcomes[job.id] = _blocked(store, job, bad[0])
@@ -306,16 +338,46 @@ class RequeueOnPreemption:
     Ours resubmits the same job. Pretraining receives the signal first (``pretrain.train`` handles it:
     finishes the step, writes its checkpoint, then passes the signal on to submitit's handler), so the
     requeued job resumes from that step; any other job starts over.
+
+    Slurm's plain SIGTERM (its default pre-emption signal, or USR1) is only logged by submitit, so pretraining
+    stops after its checkpoint and the job comes back ``preempted``: then ``__call__`` itself asks submitit's
+    handler to requeue it, as if submitit's signal had come. Either way the job's state is ``preempted``,
+    never ``failed``.
     """
 
     def __call__(self, store_root: str, job_dict: dict[str, Any], fns: StageFns | None = None) -> JobOutcome:
-        return execute_job(store_root, job_dict, fns)
+        outcome = execute_job(store_root, job_dict, fns)
+        if outcome.status == PREEMPTED:
+            _submitit_requeue()  # requeues and exits (SystemExit) inside a submitit job; else returns
+        return outcome
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """The same call, resubmitted (``submitit.helpers.DelayedSubmission``)."""
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(self, *args, **kwargs)
+
+
+def _submitit_requeue() -> None:
+    """Inside a submitit job: checkpoint the submitted call and requeue it through submitit's own handler of
+    its pre-emption signal (``SignalHandler.checkpoint_and_try_requeue``: it resubmits ``checkpoint()``'s
+    call, counts time-outs, requeues with the cluster's API, ``JobEnvironment._requeue``, and exits). It raises
+    submitit's ``UncompletedJobError`` where no requeue is possible, which ends the job as failed. Outside
+    a submitit job it does nothing."""
+    if not os.environ.get("SUBMITIT_EXECUTOR"):
+        return
+    try:
+        from submitit.core.job_environment import JobEnvironment, SignalHandler
+        from submitit.core.utils import DelayedSubmission
+    except ImportError:
+        return
+    usr_sig = JobEnvironment._usr_sig()
+    installed = signal.getsignal(usr_sig)
+    handler = getattr(installed, "__self__", None)
+    if not isinstance(handler, SignalHandler):  # not installed by submitit here: build one as submitit does
+        env = JobEnvironment()
+        handler = SignalHandler(env, env.paths, DelayedSubmission.load(env.paths.submitted_pickle))
+    handler.checkpoint_and_try_requeue(usr_sig)
 
 
 class SubmititExecutor:
@@ -379,7 +441,7 @@ class SubmititExecutor:
         for wave in waves:
             runnable: list[Job] = []
             for job in wave:
-                bad = [d for d in job.deps if d in outcomes and outcomes[d].status in ("failed", "blocked")]
+                bad = [d for d in job.deps if d in outcomes and outcomes[d].status in _NOT_DONE]
                 if bad:
                     outcomes[job.id] = _blocked(store, job, bad[0])
                     _log_outcome(outcomes[job.id], log)

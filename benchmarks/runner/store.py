@@ -103,11 +103,12 @@ class Store:
             return None
 
     def status(self, job: Job) -> str:
-        """``done`` | ``failed`` | ``blocked`` | ``running`` (maybe stale) | ``missing``."""
+        """``done`` | ``failed`` | ``blocked`` | ``preempted`` | ``running`` (maybe stale) | ``missing``."""
         if self.is_done(job):
             return "done"
         state = self.read_state(job.id)
-        return state["status"] if state and state.get("status") in ("failed", "blocked", "running") else "missing"
+        known = ("failed", "blocked", "preempted", "running")
+        return state["status"] if state and state.get("status") in known else "missing"
 
     def write_state(self, job: Job, status: str, **fields: Any) -> dict[str, Any]:
         """Update ``jobs/<id>.json`` (read-modify-write under the store lock)."""
