@@ -492,6 +492,12 @@ def run_plan(
     """
     fns = fns or default_stage_fns()
     executor = executor or LocalExecutor()
+    started = time.time()
+    removed = store.clean_stale_temp(started)  # a killed runner's temporary files (not those of a live one)
+    if removed:
+        size = sum(n for _, n in removed)
+        names = ", ".join(str(p) for p, _ in removed[:3]) + (f" (+{len(removed) - 3} more)" if len(removed) > 3 else "")
+        log(f"removed {len(removed)} temporary file(s) left by a killed run ({size / 2**20:.1f} MiB): {names}")
     store.write_plan(plan.to_dict())
     jobs = [j for j in plan.jobs if only is None or j.variant in only]
     for problem in store.bad_records(jobs):  # edited, torn, corrupted or another job's: never cached, never shown

@@ -9,6 +9,12 @@
     <results>/locks/<id>.lock           held while a job runs: a second runner waits, then finds it done
     <results>/leaderboard/              tables and plots
 
+Temporary names (``zoo.io``'s atomic writes: ``.<name>.<8 random>.tmp``; an artifact's ``.artifact.<8 random>/``
+folder and ``atomic_replace_dir``'s ``.artifact.old-<pid>/``) are left behind by a kill -9. ``clean_stale_temp``
+removes them when a runner starts: only those names, only older than its start, and only where no live
+writer can be at work (the store lock for ``plan.json`` and ``jobs/``; the job's lock for its record, kept
+evidence and run folder), so a second runner on the same directory is never disturbed.
+
 A job is done only when its final file exists (``artifact/meta.json`` or the record), and that file is
 the last thing written, atomically; so a runner killed at any moment re-runs only unfinished jobs. A record
 must also pass its own checksum (``zoo.records``) and name this job (``benchmark.job_id``): one that was
@@ -19,6 +25,8 @@ from __future__ import annotations
 
 import os
 import platform
+import re
+import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +41,10 @@ from zoo.records import RecordError, read_record
 from .plan import Job
 
 __all__ = ["Store"]
+
+_TEMP_FILE = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # zoo.io's atomic writes: mkstemp(prefix=".<name>.", suffix=".tmp")
+_TEMP_DIR = re.compile(r"\.artifact\.(?:[a-z0-9_]{8}|old-[0-9]+)")  # save_artifact's temp, atomic_replace_dir's old
+_RECORD_TEMP = re.compile(r"\.(.+)\.json\.[a-z0-9_]{8}\.tmp")  # records/.<job id>.json.<8>.tmp
 
 
 class Store:
@@ -154,5 +166,77 @@ class Store:
         finally:
             lock.release()
 
+    # stale temporary files ----------------------------------------------------------------------------
+    def clean_stale_temp(self, started: float) -> list[tuple[Path, int]]:
+        """Remove the temporary files and folders a killed runner left here; returns ``(path, bytes)`` of each.
+
+        Only this package's temporary names, only those last changed before ``started`` (this runner's start),
+        and only where no live writer can be at work: ``plan.json``'s and ``jobs/``'s under the store lock
+        (every writer of them holds it), a job's record, evidence and run folder while its job lock is free
+        (a job of another runner, running now, holds it: its files are left alone).
+        """
+        removed: list[tuple[Path, int]] = []
+        if not self.root.is_dir():
+            return removed
+
+        def take(path: Path) -> None:
+            try:
+                if path.is_symlink() or path.lstat().st_mtime >= started:
+                    return
+                if path.is_dir():
+                    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+                    shutil.rmtree(path)
+                else:
+                    size = path.stat().st_size
+                    path.unlink()
+            except OSError:  # gone meanwhile, or not ours to remove: leave it
+                return
+            removed.append((path, size))
+
+        with self.store_lock():
+            for folder in (self.root, self.root / "jobs"):
+                for path in _entries(folder):
+                    if path.is_file() and _TEMP_FILE.fullmatch(path.name):
+                        take(path)
+        for job_id, paths in sorted(self._job_temp().items()):
+            with self.job_lock(job_id, wait=False) as free:
+                if free:
+                    for path in paths:
+                        take(path)
+        return removed
+
+    def _job_temp(self) -> dict[str, list[Path]]:
+        """job id -> its temporary files and folders (records/, records/<id>.evidence/, runs/<id>/)."""
+        out: dict[str, list[Path]] = {}
+        records = self.root / "records"
+        for path in _entries(records):
+            if path.is_file() and (m := _RECORD_TEMP.fullmatch(path.name)):
+                out.setdefault(m.group(1), []).append(path)
+            elif path.is_dir() and not path.is_symlink() and path.name.endswith(".evidence"):
+                found = [f for f in path.rglob(".*.tmp") if f.is_file() and _TEMP_FILE.fullmatch(f.name)]
+                if found:
+                    out.setdefault(path.name[: -len(".evidence")], []).extend(found)
+        for run in _entries(self.root / "runs"):
+            if not run.is_dir() or run.is_symlink():
+                continue
+            found = []
+            for folder, dirs, files in os.walk(run):
+                here = Path(folder)
+                if here == run:  # an artifact's temp folder: the folder goes, not what is in it
+                    temp = [d for d in dirs if _TEMP_DIR.fullmatch(d)]
+                    found += [here / d for d in temp]
+                    dirs[:] = [d for d in dirs if d not in temp]
+                found += [here / f for f in files if _TEMP_FILE.fullmatch(f)]
+            if found:
+                out.setdefault(run.name, []).extend(found)
+        return out
+
     def describe_machine(self) -> str:
         return f"{socket.gethostname()} ({platform.platform()})"
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except OSError:  # missing, or not a folder
+        return []
