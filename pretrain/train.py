@@ -79,6 +79,7 @@ from pretrain.optim import build_optimizer, lr_at, param_groups
 from zoo.config import ConfigError, to_dict
 from zoo.datasets import ClassificationSplit, DatasetOptions, load_dataset
 from zoo.io import atomic_write_json, atomic_write_text, code_version, machine_info
+from zoo.logs import StderrHandler
 
 # build_model, head_specs, load_run_config, read_metrics, load_checkpoint_into: their rooms are
 # pretrain.model and pretrain.checkpoint; importable from here as before
@@ -372,7 +373,9 @@ def _setup_logging(run_dir: Path, main: bool) -> logging.Handler | None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in log.handlers):
-        stream = logging.StreamHandler(sys.stderr)
+        # bound to sys.stderr as it is when a record is emitted: a handler holding the stream of its creation
+        # writes to a closed file once that stream is swapped (a test's capture), a "Logging error" traceback
+        stream = StderrHandler()
         stream.setFormatter(logging.Formatter("[pretrain] %(message)s"))
         log.addHandler(stream)
     return handler

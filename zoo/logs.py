@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["LIBRARY_LOGGERS", "setup_console", "job_log"]
+__all__ = ["LIBRARY_LOGGERS", "StderrHandler", "setup_console", "job_log"]
 
 # loggers whose INFO output is a library's, not ours: hidden on the console unless -v
 LIBRARY_LOGGERS = ("detectron2", "d2", "fvcore", "iopath", "py.warnings", "stdout")
@@ -48,7 +48,7 @@ class _ConsoleFilter(logging.Filter):
         return self.verbose or (record.levelno >= logging.WARNING and not _is_library(record))
 
 
-class _Stderr(logging.StreamHandler):
+class StderrHandler(logging.StreamHandler):
     """A stream handler bound to whatever ``sys.stderr`` is when a record is emitted (not when it was made)."""
 
     @property  # type: ignore[override]
@@ -65,7 +65,7 @@ def setup_console(verbose: bool = False) -> logging.Handler:
     root = logging.getLogger()
     for h in [h for h in root.handlers if getattr(h, "_byol_bench_console", False)]:
         root.removeHandler(h)
-    handler = _Stderr()
+    handler = StderrHandler()
     handler._byol_bench_console = True  # type: ignore[attr-defined]
     handler.setLevel(logging.INFO if verbose else logging.WARNING)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s"))

@@ -329,3 +329,20 @@ def test_full_disk_at_metrics_and_artifact(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert f"writing {tmp_path / 'art'}: it needs" in err.strip().splitlines()[-1] and "Traceback" not in err
     assert not any(p.name.startswith(".art.") for p in tmp_path.iterdir())  # the temporary folder is gone
+
+
+def test_console_log_goes_to_the_current_stderr_not_a_closed_one(tmp_path, monkeypatch):
+    """A second run in one process (tests, notebooks) logs to the stderr of its time: the handler made by the
+    first run must not keep the first run's (since closed) stream, which printed 'Logging error' tracebacks."""
+    import io
+    import sys
+
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    assert cli_main(_cli(tmp_path / "a")) == 0
+    first.close()
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", second)
+    assert cli_main(_cli(tmp_path / "b")) == 0
+    out = second.getvalue()
+    assert "Logging error" not in out and "[pretrain]" in out
