@@ -42,7 +42,7 @@ import torch
 
 from pretrain.byol import BYOL
 from pretrain.config import PretrainConfig, load_pretrain_config
-from zoo.io import atomic_write_text, current_umask, sha256_bytes, sha256_file
+from zoo.io import atomic_write_text, current_umask, fsync_dir, sha256_bytes, sha256_file
 
 __all__ = [
     "CHECKPOINT",
@@ -309,19 +309,6 @@ def _write_temp(path: Path, data: bytes) -> Path:
     return tmp_path
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(state: dict[str, Any], run_dir: str | Path) -> Path:
     """Write ``state`` as ``checkpoints/last.pt`` with its sha256, keeping the one before as ``prev.pt``.
 
@@ -348,7 +335,7 @@ def save_checkpoint(state: dict[str, Any], run_dir: str | Path) -> Path:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-    _fsync_dir(last.parent)
+    fsync_dir(last.parent)
     return last
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "is_disk_full",
     "atomic_replace_dir",
     "current_umask",
+    "fsync_dir",
     "make_temp_dir",
     "read_json",
     "sha256_bytes",
@@ -46,7 +47,8 @@ __all__ = [
 ]
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Flush a directory's entries (a rename into it) to disk; best effort, errors ignored."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -159,7 +161,7 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[Path], None], s
         if isinstance(exc, OSError) and exc.errno in NO_SPACE and not isinstance(exc, DiskFullError):
             raise disk_full_error(path, size if size is not None else written, at_least=size is None) from exc
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
@@ -197,7 +199,7 @@ def atomic_replace_dir(tmp_dir: str | os.PathLike, final_dir: str | os.PathLike)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp_dir, final_dir)
-    _fsync_dir(final_dir.parent)
+    fsync_dir(final_dir.parent)
     return final_dir
 
 

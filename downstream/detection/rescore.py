@@ -211,26 +211,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ok = True
     failed = 0
-    bad, unsealed, unbound = [], 0, 0
-    for path in map(str, skipped):  # not re-scorable, but their checksums (and jobs) are still checked
+    bad: list[str] = []
+    counts = {"unsealed": 0, "unbound": 0}
+
+    def check(path: str) -> bool:
+        """The record's own checksum and job: one changed digit, a torn file or another job's record."""
         try:
             rec = read_record(path, job_id=_job_of(path))
-            unsealed += int(not rec.sealed)
-            unbound += int(_job_of(path) is not None and rec.job_id is None)
         except RecordError as exc:
             print(f"BAD RECORD {exc}", file=sys.stderr)
             bad.append(path)
+            return False
+        counts["unsealed"] += int(not rec.sealed)
+        counts["unbound"] += int(_job_of(path) is not None and rec.job_id is None)
+        return True
+
+    for path in map(str, skipped):  # not re-scorable, but their checksums (and jobs) are still checked
+        check(path)
     for path in map(str, records):
-        try:  # the record's own checksum first: one changed digit, a torn file or another job's record
-            rec = read_record(path, job_id=_job_of(path))
-            unsealed += int(not rec.sealed)
-            unbound += int(_job_of(path) is not None and rec.job_id is None)
-        except RecordError as exc:
-            print(f"BAD RECORD {exc}", file=sys.stderr)
-            bad.append(path)
-            if not isinstance(_parse(Path(path)), dict):  # nothing to re-score; go on with the other records
-                ok, failed = False, failed + 1
-                continue
+        if not check(path) and not isinstance(_parse(Path(path)), dict):
+            ok, failed = False, failed + 1  # nothing to re-score; go on with the other records
+            continue
         good = path not in bad
         if read_json(path).get("evaluator") in ("knn", "linear"):
             good = _rescore_classification(path) and good
@@ -256,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         note = f"; {len(skipped)} skipped (no kept predictions: {', '.join(kinds)})" if skipped else ""
         note += f"; {len(bad)} BAD (checksum, JSON or another job's record, listed above)" if bad else ""
         print(f"rescore: {len(records) - failed} of {len(records)} records match their kept predictions{note}")
+    unsealed, unbound = counts["unsealed"], counts["unbound"]
     if unsealed:
         print(f"note: {unsealed} record(s) have no checksum (written before records carried one): not verified")
     if unbound:

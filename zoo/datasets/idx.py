@@ -180,17 +180,18 @@ def _builder(name: str) -> Callable[[str, DatasetOptions], ClassificationSplit]:
     return build
 
 
-register_dataset(
-    "fashion-mnist",
-    task="classification",
-    description="Fashion-MNIST's official IDX files (Debian's folder by default), 28 px grayscale as RGB",
-    embedded=False,
-    default_root=lambda: DEBIAN_ROOTS["fashion-mnist"] if Path(DEBIAN_ROOTS["fashion-mnist"]).is_dir() else None,
-)(_builder("fashion-mnist"))
-register_dataset(
-    "mnist",
-    task="classification",
-    description="MNIST's official IDX files (torchvision's MNIST/raw/ or a flat folder), 28 px grayscale as RGB",
-    embedded=False,
-    default_root=lambda: DEBIAN_ROOTS["mnist"] if Path(DEBIAN_ROOTS["mnist"]).is_dir() else None,
-)(_builder("mnist"))
+def _default_root(name: str) -> Callable[[], str | None]:
+    return lambda: DEBIAN_ROOTS[name] if Path(DEBIAN_ROOTS[name]).is_dir() else None
+
+
+for _name, _where in [
+    ("fashion-mnist", "Debian's folder by default"),
+    ("mnist", "torchvision's MNIST/raw/ or a flat folder"),
+]:
+    register_dataset(
+        _name,
+        task="classification",
+        description=f"{_name}'s official IDX files ({_where}), 28 px grayscale as RGB",
+        embedded=False,
+        default_root=_default_root(_name),
+    )(_builder(_name))
