@@ -101,9 +101,14 @@ def eval_identity(evaluator: str, dataset: str, config: dict[str, Any]) -> dict[
     """The eval config as it identifies a job: detection's ``num_workers: null`` is the preset's loader workers.
 
     So a job is identified by the workers it runs with (they seed detectron2's per-worker augmentation), and
-    the published CPU-preset jobs, which ran with 0 workers, keep their hashes.
+    the published CPU-preset jobs, which ran with 0 workers, keep their hashes; for the same reason an unset
+    ``eval_period`` (added later) is left out.
     """
-    if evaluator != "detection" or config.get("num_workers") is not None:
+    if evaluator != "detection":
+        return config
+    if "eval_period" in config and config["eval_period"] is None:
+        config = {k: v for k, v in config.items() if k != "eval_period"}
+    if config.get("num_workers") is not None:
         return config
     try:
         from downstream.detection.config import load_preset

@@ -35,6 +35,7 @@ class DetectionConfig:
     ims_per_batch: int | None = None  # SOLVER.IMS_PER_BATCH (total over GPUs)
     num_gpus: int | None = None  # None: every visible GPU when the device is CUDA, else CPU
     num_workers: int | None = None  # DATALOADER.NUM_WORKERS; None: the preset's (detectron2's 4 if it sets none)
+    eval_period: int | None = None  # TEST.EVAL_PERIOD: AP every so many iterations (the record's curve); 0 = end only
     train_split: str = "train"
     test_split: str = "val"
 
@@ -47,6 +48,8 @@ class DetectionConfig:
             raise ValueError(f"base_lr must be positive, got {self.base_lr}")
         if self.num_gpus is not None and self.num_gpus < 0:
             raise ValueError(f"num_gpus must be ≥ 0, got {self.num_gpus}")
+        if self.eval_period is not None and self.eval_period < 0:
+            raise ValueError(f"eval_period must be ≥ 0, got {self.eval_period}")
         if self.num_workers is not None and self.num_workers < 0:
             raise ValueError(f"num_workers must be ≥ 0, got {self.num_workers}")
         if self.route is not None and self.route not in ROUTES:

@@ -106,4 +106,9 @@ def detection(ctx: EvalContext, cfg: DetectionConfig) -> dict[str, float]:
     )
     ctx.selection.update({"preset": preset.name, "trials": trials, "split": cfg.test_split, "device": device})
     ctx.selection["backbone_route"] = route  # how the weights reached detectron2 (weights.choose_route)
+    # AP against iterations and training seconds, one list per trial (TEST.EVAL_PERIOD; the last point is the
+    # final model, whose predictions are kept), and what the training cost
+    ctx.selection["curves"] = [r.get("curve", []) for r in records]
+    ctx.selection["train_cpu_seconds"] = [r.get("train_cpu_seconds") for r in records]
+    ctx.selection["s_per_iter"] = [r.get("s_per_iter") for r in records]
     return aggregate_trials(per_trial)

@@ -82,7 +82,9 @@ def build_d2_config(
     c.MODEL.PIXEL_STD = [255.0 * s for s in std]
     c.MODEL.RESNETS.STRIDE_IN_1X1 = False
     c.MODEL.RESNETS.NORM = norm
-    c.MODEL.BACKBONE.FREEZE_AT = 0
+    # fine-tuned unless the preset freezes stages (detectron2's rule: 1 the stem, k ≥ 2 the stem and res2..resk;
+    # 5 = the whole backbone, so that only FPN, RPN and ROI heads train); the model zoo's base config says 2
+    c.MODEL.BACKBONE.FREEZE_AT = int(preset.d2.get("MODEL.BACKBONE.FREEZE_AT", 0))
     fpn = "fpn" in c.MODEL.BACKBONE.NAME.lower()
     if backbone.route == "adapter":
         if not fpn:
@@ -128,6 +130,8 @@ def build_d2_config(
     if cfg.ims_per_batch is not None:
         c.SOLVER.IMS_PER_BATCH = cfg.ims_per_batch
     c.SOLVER.CHECKPOINT_PERIOD = c.SOLVER.MAX_ITER + 1  # no intermediate checkpoints
-    c.TEST.EVAL_PERIOD = 0  # evaluate once, after the last iteration
+    # evaluate after the last iteration and, with eval_period (or the preset's TEST.EVAL_PERIOD), every so many
+    # iterations too: AP against iterations (train.Trainer.curve); the base config's 0 means the end only
+    c.TEST.EVAL_PERIOD = cfg.eval_period if cfg.eval_period is not None else int(preset.d2.get("TEST.EVAL_PERIOD", 0))
     c.freeze()
     return c

@@ -29,7 +29,18 @@ __all__ = ["Trainer", "trial_main", "run_trial"]
 
 
 class Trainer(DefaultTrainer):
-    """``DefaultTrainer`` without intermediate checkpoints or tensorboard, with pycocotools AP."""
+    """``DefaultTrainer`` without intermediate checkpoints or tensorboard, with pycocotools AP.
+
+    Every evaluation (each ``TEST.EVAL_PERIOD`` iterations and the final one) appends a point to ``curve``:
+    the iteration, the training wall and process-CPU seconds spent so far (evaluation excluded) and the
+    COCO box metrics, so that one run gives AP against iterations and against seconds.
+    """
+
+    def __init__(self, cfg: CfgNode) -> None:
+        super().__init__(cfg)
+        self.curve: list[dict[str, float]] = []
+        self._eval_wall = self._eval_cpu = 0.0
+        self._start_wall = self._start_cpu = None
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str) -> Any:
@@ -39,7 +50,34 @@ class Trainer(DefaultTrainer):
         return [JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
 
     def build_hooks(self) -> list[Any]:
-        return [h for h in super().build_hooks() if not isinstance(h, hooks.PeriodicCheckpointer)]
+        out = []
+        for h in super().build_hooks():
+            if isinstance(h, hooks.PeriodicCheckpointer):
+                continue
+            if isinstance(h, hooks.EvalHook):  # the same schedule, through our recording function
+                h = hooks.EvalHook(self.cfg.TEST.EVAL_PERIOD, self._evaluate_and_record)
+            out.append(h)
+        return out
+
+    def train(self) -> Any:
+        self._start_wall, self._start_cpu = time.perf_counter(), time.process_time()
+        return super().train()
+
+    def _evaluate_and_record(self) -> dict[str, Any]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        results = self.test(self.cfg, self.model)
+        self._last_eval_results = results
+        if comm.is_main_process() and self._start_wall is not None:
+            point = {
+                "iter": min(self.iter + 1, self.max_iter),  # after training, ``iter`` is already max_iter
+                "train_seconds": wall - self._start_wall - self._eval_wall,
+                "train_cpu_seconds": cpu - self._start_cpu - self._eval_cpu,
+                **flatten_bbox(results),
+            }
+            self.curve.append(point)
+        self._eval_wall += time.perf_counter() - wall
+        self._eval_cpu += time.process_time() - cpu
+        return results
 
 
 def trial_main(cfg_yaml: str, splits: dict[str, tuple[str, str]]) -> None:
@@ -62,6 +100,9 @@ def trial_main(cfg_yaml: str, splits: dict[str, tuple[str, str]]) -> None:
         record = {
             "metrics": flatten_bbox(results),
             "train_seconds": train_s,
+            "train_cpu_seconds": trainer.curve[-1]["train_cpu_seconds"] if trainer.curve else None,
+            "eval_seconds": trainer._eval_wall,
+            "curve": trainer.curve,  # AP at each evaluation (TEST.EVAL_PERIOD) and at the end
             "s_per_iter": timer.median(len(timer.values())) if timer else None,
             "backbone_route": route_of(cfg),
             "backbone_tensors_loaded": n_loaded,

@@ -44,6 +44,7 @@ class DatasetOptions:
     det_canvas: int = 128
     det_train_images: int = 600
     det_val_images: int = 150
+    det_test_images: int = 0  # shapes-det only: a held-out test split (0: none; protocols are chosen on val)
 
     def cache_path(self) -> Path:
         return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir() / "data"
@@ -201,8 +202,11 @@ def list_datasets(opts: DatasetOptions | None = None) -> list[dict[str, Any]]:
             row.update(available=False, sizes="needs --root PATH")
         else:
             try:
-                sizes = {}
+                sizes: dict[str, Any] = {}
                 for s in entry.splits:
+                    if s == "test" and entry.task == "detection" and not (opts and opts.det_test_images):
+                        sizes[s] = 0  # shapes-det's optional test split (det_test_images)
+                        continue
                     ds = load_dataset(name, s, opts)
                     sizes[s] = len(ds) if isinstance(ds, ClassificationSplit) else _count_coco(ds.json_path)
                 row.update(available=True, sizes=sizes)
@@ -286,9 +290,15 @@ def embedded_detection_split(
         "canvas": opts.det_canvas,
         "train_images": opts.det_train_images,
         "val_images": opts.det_val_images,
+        **({"test_images": opts.det_test_images} if opts.det_test_images else {}),  # older caches keep their hash
         "seed": opts.seed,
         "version": version,
     }
+    if split == "test" and not opts.det_test_images:
+        raise DatasetError(
+            f"dataset '{name}' has no test images unless the dataset option det_test_images is set (e.g. "
+            f"dataset_options: {{det_test_images: 500}}); its default splits are train and val"
+        )
     root = opts.cache_path() / f"{name}-{stable_hash(recipe)}"
     if not (root / "COMPLETE").is_file():
         root.parent.mkdir(parents=True, exist_ok=True)

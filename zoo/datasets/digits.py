@@ -220,6 +220,8 @@ def _make_digits_det(out_dir: Path, opts: DatasetOptions) -> None:
     from PIL import Image
     from sklearn.datasets import load_digits
 
+    if opts.det_test_images:
+        raise DatasetError("digits-det has no test split: det_test_images is a shapes-det option (set it to 0)")
     d = load_digits()
     parts = split_indices(d.target)
     photos = _photos()

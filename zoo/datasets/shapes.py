@@ -284,7 +284,8 @@ register_dataset(
 
 
 def _make_shapes_det(out_dir: Path, opts: DatasetOptions) -> None:
-    """Write ``images/{train,val}/*.png`` and ``annotations/instances_{train,val}.json`` under ``out_dir``.
+    """Write ``images/<split>/*.png`` and ``annotations/instances_<split>.json`` under ``out_dir`` for train, val
+    and, when ``det_test_images`` > 0, test (drawn independently: each image's generator is seeded by split).
 
     Each canvas has 1–4 shapes (circumradius 8–24 % of the side, any rotation, each with its own colour) over
     a gradient background with noise; boxes are the exact extent of each shape's rendered coverage
@@ -296,6 +297,8 @@ def _make_shapes_det(out_dir: Path, opts: DatasetOptions) -> None:
     recipe = RECIPES["shapes"]
     categories = [{"id": i, "name": n, "supercategory": "shape"} for i, n in enumerate(SHAPE_CLASSES)]
     plan = {"train": opts.det_train_images, "val": opts.det_val_images}
+    if opts.det_test_images:
+        plan["test"] = opts.det_test_images
     for split, n_images in plan.items():
         img_dir = out_dir / "images" / split
         img_dir.mkdir(parents=True, exist_ok=True)
@@ -349,7 +352,7 @@ def _make_shapes_det(out_dir: Path, opts: DatasetOptions) -> None:
     task="detection",
     description="1-4 procedural shapes per 128-px canvas, exact boxes, COCO json + PNG (10 categories)",
     embedded=True,
-    splits=("train", "val"),
+    splits=("train", "val", "test"),  # test: only with det_test_images > 0
 )
 def _shapes_det(split: str, opts: DatasetOptions) -> DetectionSplit:
     return embedded_detection_split("shapes-det", split, opts, _RECIPE_VERSION, _make_shapes_det, list(SHAPE_CLASSES))
