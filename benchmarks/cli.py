@@ -29,6 +29,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "re-score records (detection, kNN, linear) from their kept predictions",
     ),
     "analyze": ("downstream.analysis.cli", "main", "representation analysis figures and report"),
+    "interpret": (
+        "benchmarks.shapes_interpretability",
+        "main",
+        "interpretability measures of a shapes suite's backbones and their report",
+    ),
 }
 
 

@@ -7,9 +7,10 @@ fixed linear probe ``(W K × D, b K)`` fitted on them.
 - **Importance of channel j**: the probe's accuracy drop when channel ``j`` alone is set to its mean
   (ablation / "knock-out" importance, as in Morcos et al. 2018, "On the importance of single directions for
   generalization", ICLR, here for a linear read-out).
-- **Channels for a fraction of the accuracy**: keep only the ``k`` most important channels (the others at
-  their mean; the probe is not refitted) and find the smallest ``k`` whose accuracy above chance reaches the
-  fraction of the full probe's accuracy above chance. Small = the class information is concentrated.
+- **Channels for a fraction of the accuracy**: the smallest ``k`` whose accuracy with the ``k`` most
+  important channels (``kept_accuracy_curve``: the others at their mean, the probe kept; or probes refitted
+  on them, computed by the caller) reaches the fraction of the full probe's accuracy above chance.
+  Small = the class information is concentrated.
 - **What a channel tracks**: ``|Pearson r|`` of its values with each continuous factor, and the correlation
   ratio ``η`` (Pearson 1903; ``√(between-class variance / total variance)``, in [0, 1]) with a categorical one.
 """
@@ -57,15 +58,21 @@ def kept_accuracy_curve(
     return acc
 
 
-def channels_for_fraction(curve: np.ndarray, full: float, chance: float, fraction: float = 0.5) -> int:
-    """Smallest ``k`` (1-based) with ``curve[k-1] − chance ≥ fraction · (full − chance)``; ``len(curve)`` if
-    none reaches it, and 0 when the full probe is not above chance (nothing to carry)."""
+def channels_for_fraction(
+    curve: np.ndarray, full: float, chance: float, fraction: float = 0.5, *, ks: list[int] | None = None
+) -> int:
+    """Smallest ``k`` with ``curve[i] − chance ≥ fraction · (full − chance)``, where ``curve[i]`` is the accuracy
+    with ``ks[i]`` channels (default ``ks = 1 … len(curve)``); the last ``k`` if none reaches it, and 0 when
+    the full probe is not above chance (nothing to carry)."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    ks = list(range(1, len(curve) + 1)) if ks is None else list(ks)
+    if len(ks) != len(curve):
+        raise ValueError(f"{len(ks)} channel counts for {len(curve)} accuracies")
     if full <= chance:
         return 0
     reached = np.flatnonzero(np.asarray(curve) - chance >= fraction * (full - chance) - 1e-12)
-    return int(reached[0]) + 1 if len(reached) else len(curve)
+    return int(ks[reached[0]]) if len(reached) else int(ks[-1])
 
 
 def abs_correlation(x: torch.Tensor | np.ndarray, factor: np.ndarray) -> np.ndarray:

@@ -105,3 +105,11 @@ def test_spearman_on_known_orders() -> None:
     assert np.isnan(spearman(a, partial)["rho"]) and spearman(a, partial)["n"] == 2.0  # too few pairs
     table = spearman_table({"m": a}, {"knn": up, "det": {"b0": 1.0, "b1": 1.0, "b2": 1.0, "b3": 1.0}})
     assert table["m"]["knn"]["n"] == 6.0 and np.isnan(table["m"]["det"]["rho"])  # a constant target: no rho
+
+
+def test_channels_for_fraction_on_a_coarse_grid_of_channel_counts() -> None:
+    curve = np.array([0.2, 0.3, 0.5, 0.9])  # accuracies with 1, 4, 16, 64 channels; chance 0.1, full 0.9
+    assert channels_for_fraction(curve, 0.9, 0.1, ks=[1, 4, 16, 64]) == 16  # 0.5 − 0.1 ≥ 0.4
+    assert channels_for_fraction(curve, 0.9, 0.1, 0.25, ks=[1, 4, 16, 64]) == 4
+    with pytest.raises(ValueError, match="channel counts"):
+        channels_for_fraction(curve, 0.9, 0.1, ks=[1, 2])

@@ -1,0 +1,250 @@
+"""``byol-bench interpret``: the interpretability report on ``shapes`` from a published suite's backbones.
+
+    byol-bench interpret --suite-dir results/ablation-predictor-momentum --out results/analysis/shapes \\
+        [--pretrain-run byol:0=RUN_DIR ...] [--det-records DIR ...]
+
+1. **Backbones**: every ``(variant, seed)`` of the suite's records (``records/*.json``): its artifact, its kNN,
+   linear, geometry and nuisance metrics, and detection AP where a detection record names the same artifact
+   (``--det-records`` folders, default the suite's records; the newest record per artifact wins), so the
+   correlation step picks up whatever detection records exist when it is re-run.
+2. **Measures** (``downstream.analysis.interpret``) per backbone, cached as ``<out>/records/<variant>.s<seed>.json``
+   with the artifact's sha256, the measure config and the code version; a cached record is reused while the
+   artifact (when present) and the config match, so the report re-renders from committed records alone.
+3. **Re-pretrained runs** (``--pretrain-run VARIANT:SEED=RUN_DIR``): BYOL runs that kept their checkpoint and
+   heads. Their target network is exported (``pretrain.export.export_run(network="target")``) and both
+   networks get the measures plus the suite's ``knn`` and ``linear`` evaluators; the online artifact is
+   compared bit for bit (weights sha256) with the suite's artifact of the same variant and seed.
+4. **Report** ``<out>/README.md`` + ``figures/`` + ``summary.json`` (``benchmarks.shapes_report``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Backbone", "collect_backbones", "attach_detection", "measure_backbones", "main"]
+
+
+@dataclass
+class Backbone:
+    """One evaluated backbone of the suite: where its artifact is and what the suite measured on it."""
+
+    variant: str
+    seed: int
+    artifact: str  # directory, or "raw-pixels"
+    sha256: str
+    metrics: dict[str, float] = field(default_factory=dict)  # "<evaluator>.<key>" from the suite's records
+    det_source: str | None = None
+
+    @property
+    def name(self) -> str:
+        """``<variant>.s<seed>``: the cache file's stem and the row's id."""
+        return f"{self.variant}.s{self.seed}"
+
+
+def _records(folder: Path) -> list[dict[str, Any]]:
+    out = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(rec, dict) and "evaluator" in rec and "metrics" in rec:
+            rec["_path"] = str(path)
+            out.append(rec)
+    return out
+
+
+def collect_backbones(
+    suite_dir: str | Path, evaluators: tuple[str, ...] = ("knn", "linear", "geometry", "nuisance")
+) -> list[Backbone]:
+    """The suite's backbones from its classification records (``benchmark.variant`` / ``seed`` name them)."""
+    suite_dir = Path(suite_dir)
+    found: dict[tuple[str, int], Backbone] = {}
+    for rec in _records(suite_dir / "records"):
+        if rec["evaluator"] not in evaluators:
+            continue
+        bench = rec.get("benchmark") or {}
+        key = (str(bench["variant"]), int(bench["seed"]))
+        art = rec["artifact"]
+        path = str(art.get("path"))
+        bb = found.setdefault(key, Backbone(key[0], key[1], path, str(art.get("sha256"))))
+        if bb.sha256 != str(art.get("sha256")):
+            raise ValueError(f"{rec['_path']}: {key} names artifact {art.get('sha256')}, other records {bb.sha256}")
+        for k, v in rec["metrics"].items():
+            if isinstance(v, (int, float)):
+                bb.metrics[f"{rec['evaluator']}.{k}"] = float(v)
+    return sorted(found.values(), key=lambda b: (b.variant, b.seed))
+
+
+def attach_detection(backbones: list[Backbone], folders: list[str | Path]) -> int:
+    """Set ``det.AP`` on each backbone from the newest detection record naming its artifact (sha256); returns
+    how many backbones got one."""
+    by_sha: dict[str, dict[str, Any]] = {}
+    for folder in folders:
+        for rec in _records(Path(folder)):
+            if rec["evaluator"] != "detection" or "AP" not in rec["metrics"]:
+                continue
+            sha = str(rec["artifact"].get("sha256"))
+            if sha not in by_sha or str(rec.get("created", "")) > str(by_sha[sha].get("created", "")):
+                by_sha[sha] = rec
+    n = 0
+    for bb in backbones:
+        rec = by_sha.get(bb.sha256)
+        bb.metrics.pop("det.AP", None)
+        if rec is not None:
+            bb.metrics["det.AP"] = float(rec["metrics"]["AP"])
+            bb.det_source = rec["_path"]
+            n += 1
+    return n
+
+
+def _cached(path: Path, sha: str, cfg: dict[str, Any], artifact_present: bool) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    rec = json.loads(path.read_text())
+    if rec.get("config") != cfg:
+        return None
+    if artifact_present and rec.get("artifact", {}).get("sha256") != sha:
+        return None
+    return rec
+
+
+def measure_backbones(
+    items: list[tuple[str, str, str]], out_dir: Path, cfg: Any, *, log: Any = print
+) -> dict[str, dict[str, Any]]:
+    """Measures of each ``(name, artifact, sha256)``, computed or reused from ``out_dir/records/<name>.json``."""
+    import torch
+
+    from downstream.analysis.interpret import config_dict, interpret_backbone
+    from downstream.artifacts import RAW_PIXELS, resolve_artifact
+    from zoo.io import atomic_write_json, code_version
+
+    cfg_d = config_dict(cfg)
+    out: dict[str, dict[str, Any]] = {}
+    for name, artifact, sha in items:
+        path = out_dir / "records" / f"{name}.json"
+        present = artifact == RAW_PIXELS or Path(artifact).is_dir()
+        rec = _cached(path, sha, cfg_d, present)
+        if rec is None:
+            if not present:
+                raise FileNotFoundError(f"{name}: artifact {artifact} is missing and {path} has no record for it")
+            start = time.perf_counter()
+            torch.manual_seed(0)
+            result = interpret_backbone(resolve_artifact(artifact), cfg)
+            body = result.to_json()
+            body["occlusion"] = body["occlusion"][:8] if body["occlusion"] else None  # pictures only
+            rec = {
+                "name": name,
+                "artifact": {"path": artifact, "sha256": sha},
+                "config": cfg_d,
+                "code_version": code_version(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "seconds": round(time.perf_counter() - start, 1),
+                **body,
+            }
+            atomic_write_json(path, rec)
+            log(f"{name}: measured in {rec['seconds']} s")
+        out[name] = rec
+    return out
+
+
+def _sha_of(artifact: str) -> str:
+    from downstream.artifacts import RAW_PIXELS
+
+    if artifact == RAW_PIXELS:
+        return RAW_PIXELS
+    return str(json.loads((Path(artifact) / "meta.json").read_text())["weights_sha256"])
+
+
+def _pretrain_runs(specs: list[str], out_dir: Path, backbones: list[Backbone], cfg: Any, log: Any) -> dict[str, Any]:
+    """Online and target networks of re-pretrained runs: measures, kNN / linear records, sha check."""
+    from downstream.api import evaluate
+    from zoo.io import atomic_write_json
+
+    runs: dict[str, Any] = {}
+    for spec in specs:
+        key, sep, run_dir = spec.partition("=")
+        variant, _, seed = key.partition(":")
+        if not sep or not variant or not seed.isdigit():
+            raise ValueError(f"--pretrain-run must be VARIANT:SEED=RUN_DIR, got '{spec}'")
+        run = Path(run_dir)
+        arts = {"online": run / "artifact", "target": run / "artifact-target"}
+        if run.is_dir() and not arts["target"].is_dir():
+            from pretrain.export import export_run
+
+            export_run(run, arts["target"], network="target")
+            log(f"{key}: exported the target network to {arts['target']}")
+        published = next((b for b in backbones if b.variant == variant and b.seed == int(seed)), None)
+        entry: dict[str, Any] = {"variant": variant, "seed": int(seed), "run_dir": str(run)}
+        for net, art in arts.items():
+            name = f"{variant}-{net}.s{seed}"
+            rec_path = out_dir / "records" / f"{name}.eval.json"
+            if art.is_dir():
+                sha = _sha_of(str(art))
+                measured = measure_backbones([(name, str(art), sha)], out_dir, cfg, log=log)[name]
+                old = json.loads(rec_path.read_text()) if rec_path.is_file() else None
+                if old is None or old.get("sha256") != sha:
+                    evals = {}
+                    for ev in ("knn", "linear"):
+                        r = evaluate(str(art), ev, "shapes", seed=int(seed), device="cpu")
+                        evals[ev] = {k: v for k, v in r["metrics"].items() if isinstance(v, (int, float))}
+                    old = {"sha256": sha, "artifact": str(art), "metrics": evals}
+                    atomic_write_json(rec_path, old)
+                    log(f"{name}: knn / linear evaluated")
+            else:
+                if not rec_path.is_file():
+                    raise FileNotFoundError(f"{name}: no artifact under {run} and no record {rec_path}")
+                old = json.loads(rec_path.read_text())
+                sha = old["sha256"]
+                measured = measure_backbones([(name, str(art), sha)], out_dir, cfg, log=log)[name]
+            entry[net] = {"sha256": sha, "eval": old["metrics"], "measures": measured["metrics"]}
+        if published is not None:
+            entry["online_equals_published"] = entry["online"]["sha256"] == published.sha256
+        runs[key] = entry
+    return runs
+
+
+def main(argv: list[str]) -> int:
+    """Measure every backbone of a shapes suite and write the interpretability report."""
+    import torch
+
+    from benchmarks.shapes_report import write_report
+    from downstream.analysis.interpret import InterpretConfig
+
+    p = argparse.ArgumentParser(prog="byol-bench interpret", description=main.__doc__)
+    p.add_argument("--suite-dir", default="results/ablation-predictor-momentum")
+    p.add_argument("--out", default="results/analysis/shapes")
+    p.add_argument("--pretrain-run", action="append", default=[], help="VARIANT:SEED=RUN_DIR (kept checkpoint)")
+    p.add_argument(
+        "--det-records", action="append", default=None, help="folder of detection records (default: the suite's)"
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a shared machine)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    out = Path(args.out)
+    cfg = InterpretConfig()
+
+    def log(msg: str) -> None:
+        print(f"[interpret {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    start = time.perf_counter()
+    try:
+        backbones = collect_backbones(args.suite_dir)
+        n_det = attach_detection(backbones, args.det_records or [Path(args.suite_dir) / "records"])
+        log(f"{len(backbones)} backbones, {n_det} with detection AP")
+        measures = measure_backbones([(b.name, b.artifact, b.sha256) for b in backbones], out, cfg, log=log)
+        runs = _pretrain_runs(args.pretrain_run, out, backbones, cfg, log)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        print(f"byol-bench interpret: error: {exc}", file=sys.stderr)
+        return 2
+    path = write_report(out, backbones, measures, runs, cfg, suite_dir=args.suite_dir)
+    log(f"report written to {path} ({time.perf_counter() - start:.0f} s)")
+    return 0

@@ -1,0 +1,742 @@
+"""The shapes interpretability report: tables (mean ± std over seeds), figures and a short reading per question.
+
+``write_report(out_dir, backbones, measures, runs, cfg)`` is called by ``byol-bench interpret``
+(``benchmarks.shapes_interpretability``) once every backbone is measured; it computes nothing expensive
+(t-SNE layouts and occlusion maps come from the cached records), so re-rendering takes seconds. Sentences
+that state a direction ("more than", "below") are chosen from the numbers, never written by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["VARIANT_ORDER", "mean_std", "fmt_ms", "write_report"]
+
+VARIANT_ORDER = (
+    "byol",
+    "predictor-lr-x1",
+    "tau-0",
+    "tau-0-predictor-lr-x1",
+    "tau-0.99",
+    "tau-0.999",
+    "tau-1",
+    "no-predictor",
+    "random-init",
+    "supervised",
+    "raw-pixels",
+)
+BASELINES = ("random-init", "supervised", "raw-pixels")
+PICTURED = ("byol", "no-predictor", "tau-1", "random-init", "supervised", "raw-pixels")
+_FACTOR_LABEL = {
+    "fg_luma": "shape luma",
+    "bg_luma": "background luma",
+    "cx": "centre x",
+    "cy": "centre y",
+    "radius": "radius",
+    "area": "area",
+    "noise": "noise σ",
+}
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
+    """Mean, sample std (ddof 1; NaN for one value) and count of the finite values."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
+    if len(v) == 0:
+        return math.nan, math.nan, 0
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan, len(v)
+
+
+def fmt_ms(values: Sequence[float], digits: int = 3, scale: float = 1.0) -> str:
+    """``mean ± std`` (just the mean for one seed, ``–`` for none)."""
+    m, s, n = mean_std([x * scale for x in values if x is not None])
+    if n == 0:
+        return "–"
+    return f"{m:.{digits}f}" if n == 1 or not math.isfinite(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+class _Data:
+    """Per-variant lists of a measure over seeds, from the suite's metrics and the cached measures."""
+
+    def __init__(self, backbones: list[Any], measures: dict[str, dict[str, Any]]) -> None:
+        self.backbones = backbones
+        self.measures = measures
+        present = {b.variant for b in backbones}
+        self.variants = [v for v in VARIANT_ORDER if v in present] + sorted(present - set(VARIANT_ORDER))
+
+    def value(self, b: Any, key: str) -> float:
+        """``suite:<evaluator>.<key>`` from the suite's records, else a cached measure."""
+        if key.startswith("suite:"):
+            return float(b.metrics.get(key[len("suite:") :], math.nan))
+        v = self.measures[b.name]["metrics"].get(key)
+        return math.nan if v is None else float(v)
+
+    def values(self, variant: str, key: str) -> list[float]:
+        """The measure over the variant's seeds."""
+        return [self.value(b, key) for b in self.backbones if b.variant == variant]
+
+    def ms(self, variant: str, key: str, digits: int = 3, scale: float = 1.0) -> str:
+        """``mean ± std`` over the variant's seeds."""
+        return fmt_ms(self.values(variant, key), digits, scale)
+
+    def mean(self, variant: str, key: str) -> float:
+        """Mean over the variant's seeds."""
+        return mean_std(self.values(variant, key))[0]
+
+    def per_backbone(self, key: str) -> dict[str, float]:
+        """``{backbone name: value}`` for the Spearman step."""
+        return {b.name: self.value(b, key) for b in self.backbones}
+
+
+def _compare(d: _Data, a: str, b: str, key: str, digits: int = 3) -> tuple[str, float]:
+    """'``a`` X ± s vs ``b`` Y ± s' and the difference in units of the larger seed std (NaN without stds)."""
+    ma, sa, _ = mean_std(d.values(a, key))
+    mb, sb, _ = mean_std(d.values(b, key))
+    spread = max(x for x in (sa, sb, 0.0) if math.isfinite(x))
+    z = (ma - mb) / spread if spread > 0 else math.nan
+    return f"{a} {d.ms(a, key, digits)} vs {b} {d.ms(b, key, digits)}", z
+
+
+def _direction(z: float, more: str, less: str, same: str) -> str:
+    if not math.isfinite(z):
+        return same
+    return more if z >= 2 else less if z <= -2 else same
+
+
+# --------------------------------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------------------------------
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    from zoo.io import atomic_write_with
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png", bbox_inches="tight"))
+    _plt().close(fig)
+    return path
+
+
+def _seed0(d: _Data, variant: str) -> Any | None:
+    return next((b for b in d.backbones if b.variant == variant and b.seed == 0), None)
+
+
+def _occlusion_figure(d: _Data, path: Path, cfg: Any) -> Path | None:
+    from downstream.analysis.interpret import shape_masks
+    from zoo.datasets import DatasetOptions, load_dataset, shape_factors
+
+    rows = [(v, _seed0(d, v)) for v in PICTURED if _seed0(d, v) is not None]
+    if not rows:
+        return None
+    images, labels = load_dataset(cfg.dataset, "test", DatasetOptions()).arrays()
+    n = 6
+    fac = {k: v[:n] for k, v in shape_factors("test", DatasetOptions(), name=cfg.dataset).items()}
+    masks = shape_masks(labels[:n], fac, images.shape[1]).numpy()
+    plt = _plt()
+    fig, axes = plt.subplots(n, len(rows) + 1, figsize=(1.6 * (len(rows) + 1), 1.6 * n), squeeze=False)
+    for i in range(n):
+        axes[i, 0].imshow(images[i])
+        axes[i, 0].contour(masks[i], levels=[0.5], colors="white", linewidths=0.8)
+        for j, (v, b) in enumerate(rows, start=1):
+            occ = np.asarray(d.measures[b.name]["occlusion"][i])
+            big = np.kron(occ, np.ones((cfg.patch, cfg.patch)))
+            axes[i, j].imshow(big, cmap="magma", vmin=0)
+            axes[i, j].contour(masks[i], levels=[0.5], colors="cyan", linewidths=0.6)
+            if i == 0:
+                axes[i, j].set_title(v, fontsize=8)
+    axes[0, 0].set_title("image", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(
+        f"occlusion sensitivity (1 − cos, {cfg.patch}-px patches, each map its own scale; seed 0), mask outlined",
+        fontsize=9,
+    )
+    return _save(fig, path)
+
+
+def _tsne_figure(d: _Data, path: Path, cfg: Any) -> Path | None:
+    from downstream.analysis.interpret import scalar_factors
+    from zoo.datasets import DatasetOptions, load_dataset, shape_factors
+
+    rows = [(v, _seed0(d, v)) for v in PICTURED if _seed0(d, v) is not None]
+    if not rows:
+        return None
+    n = cfg.tsne_images
+    _, labels = load_dataset(cfg.dataset, "test", DatasetOptions()).arrays()
+    fac = scalar_factors({k: v[:n] for k, v in shape_factors("test", DatasetOptions(), name=cfg.dataset).items()})
+    colourings = [("class", labels[:n], "tab10")] + [
+        (_FACTOR_LABEL[k], fac[k], "viridis") for k in ("fg_luma", "bg_luma", "cx", "radius", "area")
+    ]
+    plt = _plt()
+    fig, axes = plt.subplots(len(rows), len(colourings), figsize=(2.0 * len(colourings), 2.1 * len(rows)))
+    axes = np.atleast_2d(axes)
+    for i, (v, b) in enumerate(rows):
+        xy = np.asarray(d.measures[b.name]["tsne_xy"])
+        m = d.measures[b.name]["metrics"]
+        for j, (label, colour, cmap) in enumerate(colourings):
+            ax = axes[i, j]
+            ax.scatter(xy[:, 0], xy[:, 1], c=colour, cmap=cmap, s=3, linewidths=0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"colour: {label}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"{v}\ntrust {m['tsne_trustworthiness']:.3f}\nkNN-2D {m['tsne_knn_2d']:.2f}", fontsize=7)
+    fig.suptitle(f"t-SNE of pooled test features (first {n} test images, seed 0)", fontsize=9, y=1.0)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return _save(fig, path)
+
+
+def _channel_figure(d: _Data, path: Path, cfg: Any) -> Path | None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    drawn = False
+    for v in d.variants:
+        curves = [d.measures[b.name]["curve"] for b in d.backbones if b.variant == v and d.measures[b.name]["curve"]]
+        if not curves:
+            continue
+        dim = int(d.mean(v, "dim"))
+        ks = [k for k in cfg.refit_ks if k < dim] + [dim]
+        ax.plot(ks, np.mean(curves, 0), marker="o", ms=3, label=v, ls="--" if v in BASELINES else "-")
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("channels kept (most important first; probe refitted)")
+    ax.set_ylabel("test top-1 (log scale)")
+    ax.axhline(0.1, color="grey", lw=0.6, ls=":")
+    ax.legend(fontsize=6, ncol=2)
+    ax.set_title("how concentrated is the shape information? (mean of seeds)", fontsize=9)
+    return _save(fig, path)
+
+
+def _scatter_figure(
+    d: _Data, path: Path, measures: list[tuple[str, str]], targets: list[tuple[str, str]]
+) -> Path | None:
+    plt = _plt()
+    fig, axes = plt.subplots(len(targets), len(measures), figsize=(2.2 * len(measures), 2.2 * len(targets)))
+    axes = np.atleast_2d(axes)
+    cmap = plt.get_cmap("tab20")
+    colour = {v: cmap(i % 20) for i, v in enumerate(d.variants)}
+    for i, (tkey, tlabel) in enumerate(targets):
+        for j, (mkey, mlabel) in enumerate(measures):
+            ax = axes[i, j]
+            for b in d.backbones:
+                x, y = d.value(b, mkey), d.value(b, tkey)
+                if math.isfinite(x) and math.isfinite(y):
+                    ax.scatter(x, y, color=colour[b.variant], s=12)
+            ax.tick_params(labelsize=6)
+            if i == len(targets) - 1:
+                ax.set_xlabel(mlabel, fontsize=7)
+            if j == 0:
+                ax.set_ylabel(tlabel, fontsize=7)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=colour[v], label=v) for v in d.variants]
+    fig.legend(handles=handles, loc="center right", fontsize=6, frameon=False)
+    fig.tight_layout(rect=(0, 0, 0.88, 1))
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# the page
+# --------------------------------------------------------------------------------------------------
+
+_TRANSFER_MEASURES = [
+    ("occ_in_mask", "occlusion in-mask share"),
+    ("occ_in_mask_ratio", "in-mask share / chance"),
+    ("pointing", "pointing game"),
+    ("channels_half", "channels for half accuracy"),
+    ("top1_channel_drop", "top channel's ablation drop"),
+    ("top_eta_shape", "top-10 channels' η with shape"),
+    ("tsne_trustworthiness", "t-SNE trustworthiness"),
+    ("suite:geometry.effective_rank", "effective rank (pool)"),
+    ("suite:geometry.std_normalized_sqrt_d", "std·√D (pool)"),
+    ("suite:nuisance.bg_rgb_r2", "background colour R²"),
+    ("suite:nuisance.fg_rgb_r2", "shape colour R²"),
+    ("suite:nuisance.cx_r2", "position x R²"),
+    ("knn_layer3", "kNN of layer3 (a class probe)"),
+    ("tsne_knn_2d", "kNN in the t-SNE map (a class probe)"),
+]
+_TARGETS = [
+    ("suite:knn.top1_k20", "kNN top-1"),
+    ("suite:linear.top1", "linear top-1"),
+    ("suite:det.AP", "detection AP"),
+]
+
+
+def _spearman_rows(d: _Data, subset: Callable[[Any], bool]) -> tuple[list[list[str]], dict[str, Any]]:
+    from downstream.analysis.transfer import spearman_table
+
+    bbs = [b for b in d.backbones if subset(b)]
+    measures = {k: {b.name: d.value(b, k) for b in bbs} for k, _ in _TRANSFER_MEASURES}
+    targets = {k: {b.name: d.value(b, k) for b in bbs} for k, _ in _TARGETS}
+    table = spearman_table(measures, targets)
+    rows = []
+    for key, label in _TRANSFER_MEASURES:
+        cells = [label]
+        for t, _ in _TARGETS:
+            s = table[key][t]
+            if math.isfinite(s["rho"]):
+                star = " **" if s["p"] < 0.01 else " *" if s["p"] < 0.05 else ""
+                cells.append(f"{s['rho']:+.2f} (n {int(s['n'])}, p {s['p']:.2g}){star}")
+            else:
+                cells.append(f"– (n {int(s['n'])})")
+        rows.append(cells)
+    return rows, table
+
+
+def write_report(
+    out_dir: str | Path,
+    backbones: list[Any],
+    measures: dict[str, dict[str, Any]],
+    runs: dict[str, Any],
+    cfg: Any,
+    *,
+    suite_dir: str | Path = "results/ablation-predictor-momentum",
+) -> Path:
+    """Write ``out_dir/README.md``, ``figures/*.png`` and ``summary.json``; return the README's path."""
+    from zoo.io import atomic_write_json, atomic_write_text
+
+    out = Path(out_dir)
+    d = _Data(backbones, measures)
+    fig_dir = out / "figures"
+    figs = {
+        "occlusion": _occlusion_figure(d, fig_dir / "occlusion.png", cfg),
+        "tsne": _tsne_figure(d, fig_dir / "tsne.png", cfg),
+        "channels": _channel_figure(d, fig_dir / "channels.png", cfg),
+        "scatter": _scatter_figure(
+            d,
+            fig_dir / "transfer_scatter.png",
+            [
+                ("occ_in_mask_ratio", "in-mask / chance"),
+                ("pointing", "pointing game"),
+                ("channels_half", "channels for half"),
+                ("tsne_trustworthiness", "t-SNE trust."),
+                ("suite:geometry.effective_rank", "eff. rank"),
+                ("suite:nuisance.bg_rgb_r2", "bg colour R²"),
+            ],
+            _TARGETS,
+        ),
+    }
+    V = d.variants
+    seeds = {v: len([b for b in backbones if b.variant == v]) for v in V}
+    n_det = sum(1 for b in backbones if "det.AP" in b.metrics)
+    total_s = sum(float(m.get("seconds", 0)) for m in measures.values())
+    L: list[str] = []
+    add = L.append
+    add("# Interpretability on `shapes`: the four questions, answered with numbers\n")
+    add(
+        "Every backbone of the published predictor / momentum ablation"
+        f" ([`{suite_dir}`](../../../{suite_dir}/README.md):"
+        f" {len(V) - len([v for v in V if v in BASELINES])} BYOL variants × 3 seeds, random-init and supervised × 3"
+        f" seeds, raw pixels once; ResNet-18-w16, 32 px, 1,872 BYOL steps) measured on `shapes` **test**, where each"
+        " image's shape mask is re-rendered from its factors. ± is the sample std over seeds 0, 1, 2. Regenerate with\n"
+    )
+    add("```bash")
+    add(
+        "byol-bench interpret --suite-dir results/ablation-predictor-momentum --out results/analysis/shapes \\\n"
+        + "".join(f"    --pretrain-run {k}={v['run_dir']} \\\n" for k, v in sorted(runs.items())).rstrip(" \\\n")
+    )
+    add("```\n")
+    add(
+        f"The measures of each backbone are cached in [`records/`](records/) (artifact sha256, the measure config,"
+        f" code version); with them the page re-renders in seconds, without the artifacts. Measuring all"
+        f" {len(measures)} backbones took {total_s / 60:.0f} min on one thread of the shared 2-core CPU. Definitions:"
+        " `downstream/analysis/attribution.py` (occlusion), `neurons.py` (channels), `maps.py` (t-SNE numbers),"
+        " `transfer.py` (Spearman), the choices in `interpret.py` (`InterpretConfig`), this page in"
+        " `benchmarks/shapes_report.py`.\n"
+    )
+
+    # ---- Q1
+    add("## 1. What does the representation encode?\n")
+    add(
+        "Linear probes of the shape and of each nuisance factor from the pooled backbone features (the suite's"
+        " `nuisance` records: train → test, L2 on val; R² for factors, 0 = not decodable), beside the suite's kNN.\n"
+    )
+    rows = []
+    for v in V:
+        rows.append(
+            [f"`{v}`", str(seeds[v])]
+            + [
+                d.ms(v, f"suite:{k}", 3)
+                for k in (
+                    "knn.top1_k20",
+                    "nuisance.shape_top1",
+                    "nuisance.fg_rgb_r2",
+                    "nuisance.bg_rgb_r2",
+                    "nuisance.cx_r2",
+                    "nuisance.radius_r2",
+                    "nuisance.rotation_r2",
+                    "nuisance.noise_r2",
+                )
+            ]
+        )
+    add(
+        _table(
+            [
+                "variant",
+                "seeds",
+                "kNN top-1",
+                "shape (probe top-1)",
+                "shape colour R²",
+                "background colour R²",
+                "position x R²",
+                "radius R²",
+                "rotation R²",
+                "noise R²",
+            ],
+            rows,
+        )
+    )
+    same = "no clear difference (under two seed stds)"
+    cmp_bg, z_bg = _compare(d, "byol", "random-init", "suite:nuisance.bg_rgb_r2")
+    cmp_sh, z_sh = _compare(d, "byol", "random-init", "suite:nuisance.shape_top1")
+    add(
+        f"\n**Reading.** Shape: {cmp_sh} ({_direction(z_sh, 'BYOL encodes more of it', 'BYOL encodes less', same)});"
+        f" background colour: {cmp_bg} ({_direction(z_bg, 'BYOL keeps more', 'BYOL discards part of it', same)})."
+        f" Supervised training reaches {d.ms('supervised', 'suite:nuisance.shape_top1')} on the shape. BYOL's"
+        " representation is mostly *not* the shape: position, size and both colours stay linearly decodable, and"
+        " the shape probe stays far below supervised.\n"
+    )
+
+    # ---- Q2
+    add("## 2. How does each module shape it?\n")
+    add("### Each ablation variant side by side\n")
+    rows = []
+    for v in V:
+        rows.append(
+            [f"`{v}`"]
+            + [d.ms(v, "suite:knn.top1_k20")]
+            + [d.ms(v, "suite:geometry.effective_rank", 1), d.ms(v, "suite:geometry.std_normalized_sqrt_d", 2)]
+            + [d.ms(v, "suite:geometry.std_normalized_sqrt_d_projector", 3)]
+            + [d.ms(v, "suite:nuisance.bg_rgb_r2"), d.ms(v, "occ_in_mask"), d.ms(v, "occ_in_mask_ratio", 2)]
+            + [d.ms(v, "pointing"), d.ms(v, "channels_half", 1)]
+        )
+    add(
+        _table(
+            [
+                "variant",
+                "kNN top-1",
+                "eff. rank (pool)",
+                "std·√D (pool)",
+                "std·√D (projector)",
+                "bg colour R²",
+                "occlusion in-mask",
+                "in-mask / chance",
+                "pointing game",
+                "channels for half",
+            ],
+            rows,
+        )
+    )
+    add("")
+    # online vs target, backbone vs projector vs predictor
+    if runs:
+        keys = sorted(runs)
+        same = [k for k in keys if runs[k].get("online_equals_published")]
+        add("### Online vs target network, and backbone vs projector vs predictor\n")
+        add(
+            f"The published runs kept only the online backbone, so `byol` was re-pretrained ({', '.join(keys)};"
+            " `pretrain/configs/byol.yaml`, one thread) keeping the checkpoint: the re-run online backbones are"
+            f" **bit-identical** to the published ones for {len(same)} of {len(keys)} seeds (weights sha256), so"
+            " these heads and targets belong to the published backbones. The target backbone is exported with"
+            " `byol-bench export RUN --network target` and evaluated like any artifact (kNN and linear: the"
+            " suite's evaluators on the full train split).\n"
+        )
+
+        def run_vals(net: str, key: str, where: str = "measures") -> list[float]:
+            vals = []
+            for k in keys:
+                src = runs[k][net]
+                if where == "measures":
+                    vals.append(float(src["measures"].get(key, math.nan)))
+                else:
+                    ev, _, mk = key.partition(".")
+                    vals.append(float(src["eval"].get(ev, {}).get(mk, math.nan)))
+            return vals
+
+        rows = []
+        for net in ("online", "target"):
+            rows.append(
+                [net]
+                + [fmt_ms(run_vals(net, "knn.top1_k20", "eval")), fmt_ms(run_vals(net, "linear.top1", "eval"))]
+                + [fmt_ms(run_vals(net, k)) for k in ("knn_layer3", "occ_in_mask", "pointing", "tsne_trustworthiness")]
+                + [fmt_ms(run_vals(net, "channels_half"), 1)]
+            )
+        add(
+            _table(
+                [
+                    "network",
+                    "kNN top-1",
+                    "linear top-1",
+                    "kNN layer3",
+                    "occlusion in-mask",
+                    "pointing game",
+                    "t-SNE trust.",
+                    "channels for half",
+                ],
+                rows,
+            )
+        )
+        add("")
+        add(
+            "Where the shape and the nuisances live along the online network (kNN top-1 of the shape; ridge R² of"
+            f" each factor, train → test, λ on val; first {cfg.train_images:,} training images):\n"
+        )
+        rows = []
+        for layer in ("pool", "projector", "predictor"):
+            rows.append(
+                [f"{'backbone (pool)' if layer == 'pool' else layer}", fmt_ms(run_vals("online", f"knn_{layer}"))]
+                + [fmt_ms(run_vals("online", f"r2_{f}_{layer}")) for f in _FACTOR_LABEL]
+            )
+        rows.append(
+            ["target projector", fmt_ms(run_vals("target", "knn_projector"))]
+            + [fmt_ms(run_vals("target", f"r2_{f}_projector")) for f in _FACTOR_LABEL]
+        )
+        add(_table(["output", "kNN top-1 (shape)"] + [f"{v} R²" for v in _FACTOR_LABEL.values()], rows))
+        on_knn, tg_knn = (
+            mean_std(run_vals("online", "knn.top1_k20", "eval")),
+            mean_std(run_vals("target", "knn.top1_k20", "eval")),
+        )
+        gap = max(on_knn[1], tg_knn[1], 0) if math.isfinite(max(on_knn[1], tg_knn[1])) else 0
+        target_vs_online = (
+            "the target is ahead"
+            if tg_knn[0] > on_knn[0] + gap
+            else "the target is behind"
+            if tg_knn[0] < on_knn[0] - gap
+            else "within seed noise"
+        )
+        pool_k, proj_k, pred_k = (
+            mean_std(run_vals("online", f"knn_{x}"))[0] for x in ("pool", "projector", "predictor")
+        )
+        add(
+            f"\n**Reading.** Target vs online kNN: {tg_knn[0]:.3f} vs {on_knn[0]:.3f}"
+            f" ({target_vs_online};"
+            " with τ = 0.9 the target trails the online weights by about ten steps). Shape kNN falls from the backbone"
+            f" ({pool_k:.3f}) to the projector ({proj_k:.3f}) and the predictor ({pred_k:.3f}); compare each"
+            " factor's R² across the rows for where nuisances are kept or dropped. The momentum and predictor rows of"
+            " the table above are the other module ablations: only `no-predictor` collapses (projector std·√D near"
+            " 0) and `tau-1` / `tau-0.999` stay near random-init.\n"
+        )
+
+    # ---- Q3
+    add("## 3. How can it be seen? Occlusion, t-SNE, layers and single channels, with numbers\n")
+    add("### Occlusion, quantified\n")
+    add(
+        f"Sensitivity of patch p = 1 − cos(pooled feature with p replaced by the normalisation mean, pooled"
+        f" feature of the image), {cfg.patch} × {cfg.patch}-px non-overlapping patches ({cfg.patch}-px stride, an"
+        f" 8 × 8 grid on 32 px), the first {cfg.occlusion_images} test images, the same for every backbone."
+        " **In-mask share**: Σ sensitivity × mask coverage / Σ sensitivity (1 = only the shape matters); **chance**:"
+        " the shape's share of the image (what a backbone that weighs every pixel alike scores). **Pointing"
+        " game**: the most sensitive patch overlaps the shape; chance = the share of patches that overlap it.\n"
+    )
+    rows = []
+    for v in V:
+        rows.append(
+            [f"`{v}`", str(seeds[v])]
+            + [d.ms(v, "occ_in_mask"), d.ms(v, "occ_chance"), d.ms(v, "occ_in_mask_ratio", 2)]
+            + [d.ms(v, "pointing"), d.ms(v, "pointing_chance")]
+        )
+    add(
+        _table(
+            [
+                "variant",
+                "seeds",
+                "in-mask share",
+                "chance (mask area)",
+                "share / chance",
+                "pointing game",
+                "pointing chance",
+            ],
+            rows,
+        )
+    )
+    cmp_occ, z_occ = _compare(d, "byol", "random-init", "occ_in_mask")
+    cmp_sup, z_sup = _compare(d, "supervised", "byol", "occ_in_mask")
+    cmp_pt, z_pt = _compare(d, "byol", "random-init", "pointing")
+    chance = d.mean("byol", "occ_chance")
+    more_occ = "BYOL looks at the shape more than random-init does"
+    less_occ = "BYOL looks at the shape less than random-init does"
+    same_occ = "BYOL does not look at the shape more than random-init does (difference under two seed stds)"
+    add(
+        f"\n**Reading.** {cmp_occ} (chance {chance:.3f}):"
+        f" {_direction(z_occ, more_occ, less_occ, same_occ)}."
+        f" {cmp_sup}: {_direction(z_sup, 'supervised looks at the shape more', 'it looks at it less', same)}."
+        f" Pointing game: {cmp_pt} ({_direction(z_pt, 'BYOL higher', 'BYOL lower', 'no clear difference')})."
+        f" Raw pixels: {d.ms('raw-pixels', 'occ_in_mask')} in-mask.\n"
+    )
+    if figs["occlusion"]:
+        add("![occlusion maps](figures/occlusion.png)\n")
+
+    add("### t-SNE with numbers\n")
+    add(
+        f"t-SNE (perplexity 30, PCA init, seed 0) of the pooled features of the first {cfg.tsne_images} test"
+        " images. **Trustworthiness** (scikit-learn, 10 neighbours; 1 = the map invents no neighbours) and the"
+        " class by leave-one-out 5-NN **in the 2-D map**, beside the same vote in the features.\n"
+    )
+    rows = [
+        [f"`{v}`", d.ms(v, "tsne_trustworthiness"), d.ms(v, "tsne_knn_2d"), d.ms(v, "tsne_knn_features")] for v in V
+    ]
+    add(_table(["variant", "trustworthiness", "5-NN in the map", "5-NN in the features"], rows))
+    add(
+        "\n**Reading.** Every map is trustworthy (the neighbourhoods shown exist), but only the supervised map"
+        " separates the shapes; the class colouring of the BYOL and random-init maps is mixed while the colour"
+        " colourings show smooth gradients: what the pictures group by is luma and position, not shape.\n"
+    )
+    if figs["tsne"]:
+        add("![t-SNE, coloured by class and by each nuisance factor](figures/tsne.png)\n")
+
+    add("### Layers\n")
+    add(
+        f"kNN top-1 of the shape (k 20, T 0.07, bank = the first {cfg.train_images:,} training images)"
+        " per ResNet stage:\n"
+    )
+    rows = [[f"`{v}`"] + [d.ms(v, f"knn_{layer}") for layer in (*cfg.layers, "pool")] for v in V if v != "raw-pixels"]
+    add(_table(["variant", *cfg.layers, "pool (= layer4 pooled)"], rows))
+    best_layer = {v: max(cfg.layers, key=lambda layer, v=v: d.mean(v, f"knn_{layer}")) for v in V if v != "raw-pixels"}
+    add(
+        "\n**Reading.** The stage with the best shape kNN: "
+        + ", ".join(f"{v} {best_layer[v]}" for v in V if v != "raw-pixels")
+        + ".\n"
+    )
+
+    add("### Single channels of the pooled features\n")
+    add(
+        "Importance of a channel = the val accuracy drop of a logistic probe (standardised features, L2 on val) when"
+        " that channel alone is set to its mean. **Channels for half**: the fewest of the most important channels"
+        f" (k in {', '.join(map(str, cfg.refit_ks))}, or all) on which a refitted probe reaches half of the full"
+        " probe's test accuracy above chance (10 %). What the 10 most important channels track: the correlation"
+        " ratio η with the shape and mean |r| with factors, beside the same over all channels.\n"
+    )
+    rows = []
+    for v in V:
+        if v == "raw-pixels":
+            continue
+        rows.append(
+            [f"`{v}`", d.ms(v, "probe_top1"), d.ms(v, "channels_half", 1), d.ms(v, "top1_channel_drop")]
+            + [f"{d.ms(v, 'top_eta_shape', 2)} ({d.mean(v, 'all_eta_shape'):.2f})"]
+            + [
+                f"{d.ms(v, f'top_r_{f}', 2)} ({d.mean(v, f'all_r_{f}'):.2f})"
+                for f in ("fg_luma", "bg_luma", "cx", "radius")
+            ]
+        )
+    add(
+        _table(
+            [
+                "variant",
+                "probe top-1",
+                "channels for half",
+                "top channel's drop",
+                "top-10 η shape (all)",
+                "top-10 |r| shape luma (all)",
+                "top-10 |r| bg luma (all)",
+                "top-10 |r| centre x (all)",
+                "top-10 |r| radius (all)",
+            ],
+            rows,
+        )
+    )
+    byol_colour = max(d.mean("byol", "top_r_bg_luma"), d.mean("byol", "top_r_fg_luma"))
+    channel_reading = (
+        "they respond more to the shape than to a colour"
+        if d.mean("byol", "top_eta_shape") > byol_colour
+        else "they respond more to a colour than to the shape"
+    )
+    add(
+        f"\n**Reading.** BYOL needs {d.ms('byol', 'channels_half', 1)} channels for half of its accuracy,"
+        f" supervised {d.ms('supervised', 'channels_half', 1)}, random-init {d.ms('random-init', 'channels_half', 1)}."
+        f" BYOL's most important channels: η with the shape {d.ms('byol', 'top_eta_shape', 2)} against |r| with"
+        f" background luma {d.ms('byol', 'top_r_bg_luma', 2)} and shape luma {d.ms('byol', 'top_r_fg_luma', 2)}:"
+        f" {channel_reading}"
+        " (η and |r| are on the same 0–1 scale; η is a little inflated by having 10 groups).\n"
+    )
+    if figs["channels"]:
+        add("![accuracy against channels kept](figures/channels.png)\n")
+
+    # ---- Q4
+    add("## 4. What does it mean downstream?\n")
+    add(
+        "Spearman ρ of each measure with the suite's kNN, linear top-1 and detection AP, across backbones (every"
+        f" seed a point; raw pixels has no channel measures; detection AP exists for {n_det} backbones: byol,"
+        " random-init, supervised). * p < 0.05, ** p < 0.01 (no correction for the 14 × 3 tests). Detection AP is"
+        " read from whatever detection records name the same artifact, so re-running this command after new"
+        " detection records land updates the column.\n"
+    )
+    rows_all, table_all = _spearman_rows(d, lambda b: True)
+    add("**All backbones** (BYOL variants and baselines):\n")
+    add(_table(["measure", "kNN top-1", "linear top-1", "detection AP"], rows_all))
+    rows_byol, table_byol = _spearman_rows(d, lambda b: b.variant not in BASELINES)
+    add("\n**BYOL variants only** (24 backbones: does a measure rank BYOL runs by transfer?):\n")
+    add(_table(["measure", "kNN top-1", "linear top-1", "detection AP"], rows_byol))
+
+    def strong(table: dict[str, Any], target: str) -> list[str]:
+        return [
+            label
+            for key, label in _TRANSFER_MEASURES
+            if "class probe" not in label
+            and math.isfinite(table[key][target]["rho"])
+            and table[key][target]["p"] < 0.01
+            and abs(table[key][target]["rho"]) >= 0.5
+        ]
+
+    add("\n**Reading.**")
+    for t, tl in _TARGETS:
+        s_all, s_byol = strong(table_all, t), strong(table_byol, t)
+        add(
+            f"- {tl}: across all backbones {', '.join(s_all) if s_all else 'no measure'} (|ρ| ≥ 0.5, p < 0.01);"
+            f" within the BYOL variants {', '.join(s_byol) if s_byol else '**none**'}."
+        )
+    add(
+        "- With the baselines in, the families' order (supervised ≫ BYOL ≈ good variants > random-init,"
+        " collapsed) drives most of ρ; the BYOL-only table is the test of whether a measure tracks transfer"
+        " within one method. The last two rows are class probes themselves and are shown for scale only.\n"
+    )
+    if figs["scatter"]:
+        add("![measures against transfer](figures/transfer_scatter.png)\n")
+
+    add("## What is not here\n")
+    add(
+        "- The projector / predictor and online / target rows exist only for the default `byol` (re-pretrained,"
+        " 3 seeds); the other variants' published runs kept no heads or checkpoints.\n"
+        "- Detection AP covers byol, random-init and supervised only (9 backbones), so its column is thin.\n"
+        "- No real-image (Fashion-MNIST) section yet.\n"
+    )
+    text = "\n".join(L) + "\n"
+    readme = out / "README.md"
+    atomic_write_text(readme, text)
+    summary = {
+        "per_variant": {
+            v: {
+                k: mean_std(d.values(v, k))[:2]
+                for k in sorted({key for b in backbones for key in measures[b.name]["metrics"]})
+            }
+            for v in V
+        },
+        "spearman_all": table_all,
+        "spearman_byol": table_byol,
+        "runs": runs,
+        "detection_sources": {b.name: b.det_source for b in backbones if b.det_source},
+    }
+    atomic_write_json(out / "summary.json", summary)
+    return readme
