@@ -128,7 +128,10 @@ def test_curves_are_averaged_over_seeds_per_iteration() -> None:
     from benchmarks.detection_curves import summarise
 
     curves = {
-        0: [{"iter": 300, "AP": 10.0, "AP50": 20.0, "train_cpu_seconds": 60.0}, {"iter": 600, "AP": 20.0, "AP50": 40.0}],
+        0: [
+            {"iter": 300, "AP": 10.0, "AP50": 20.0, "train_cpu_seconds": 60.0},
+            {"iter": 600, "AP": 20.0, "AP50": 40.0},
+        ],
         1: [{"iter": 300, "AP": 14.0, "AP50": 30.0, "train_cpu_seconds": 80.0}],
     }
     (row,) = summarise(curves)
