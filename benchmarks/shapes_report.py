@@ -306,6 +306,22 @@ def _spearman_rows(d: _Data, subset: Callable[[Any], bool]) -> tuple[list[list[s
     return rows, table
 
 
+def _add_map_r2(measures: dict[str, dict[str, Any]], cfg: Any) -> None:
+    """``tsne_r2_<factor>`` (``maps.loo_knn_r2`` in each cached t-SNE layout), derived at render time."""
+    from downstream.analysis.interpret import scalar_factors
+    from downstream.analysis.maps import loo_knn_r2
+    from zoo.datasets import DatasetOptions, shape_factors
+
+    fac = scalar_factors(shape_factors("test", DatasetOptions(), name=cfg.dataset))
+    for rec in measures.values():
+        xy = rec.get("tsne_xy")
+        if xy is None:
+            continue
+        xy = np.asarray(xy)
+        for name, values in fac.items():
+            rec["metrics"][f"tsne_r2_{name}"] = loo_knn_r2(xy, values[: len(xy)])
+
+
 def write_report(
     out_dir: str | Path,
     backbones: list[Any],
@@ -319,6 +335,7 @@ def write_report(
     from zoo.io import atomic_write_json, atomic_write_text
 
     out = Path(out_dir)
+    _add_map_r2(measures, cfg)
     d = _Data(backbones, measures)
     fig_dir = out / "figures"
     figs = {
@@ -595,14 +612,37 @@ def write_report(
         " images. **Trustworthiness** (scikit-learn, 10 neighbours; 1 = the map invents no neighbours) and the"
         " class by leave-one-out 5-NN **in the 2-D map**, beside the same vote in the features.\n"
     )
+    map_factors = ("fg_luma", "bg_luma", "cx", "cy", "radius")
     rows = [
-        [f"`{v}`", d.ms(v, "tsne_trustworthiness"), d.ms(v, "tsne_knn_2d"), d.ms(v, "tsne_knn_features")] for v in V
+        [f"`{v}`", d.ms(v, "tsne_trustworthiness"), d.ms(v, "tsne_knn_2d"), d.ms(v, "tsne_knn_features")]
+        + [d.ms(v, f"tsne_r2_{f}", 2) for f in map_factors]
+        for v in V
     ]
-    add(_table(["variant", "trustworthiness", "5-NN in the map", "5-NN in the features"], rows))
     add(
-        "\n**Reading.** Every map is trustworthy (the neighbourhoods shown exist), but only the supervised map"
-        " separates the shapes; the class colouring of the BYOL and random-init maps is mixed while the colour"
-        " colourings show smooth gradients: what the pictures group by is luma and position, not shape.\n"
+        _table(
+            ["variant", "trustworthiness", "5-NN class in the map", "5-NN class in the features"]
+            + [f"map R² {_FACTOR_LABEL[f]}" for f in map_factors],
+            rows,
+        )
+    )
+    add(
+        "\n*Map R²*: leave-one-out 5-NN regression of the factor in the 2-D map (`maps.loo_knn_r2`): how much the"
+        " picture is laid out by that factor, the number behind each colouring below.\n"
+    )
+    trust_lo = min(d.mean(v, "tsne_trustworthiness") for v in V)
+    separated = [v for v in V if d.mean(v, "tsne_knn_2d") >= 0.5]
+    groups = {
+        v: max(map_factors, key=lambda f, v=v: d.mean(v, f"tsne_r2_{f}")) for v in ("byol", "random-init") if v in V
+    }
+    add(
+        f"**Reading.** Every map keeps its neighbourhoods (trustworthiness ≥ {trust_lo:.3f}). Maps whose 5-NN class"
+        f" accuracy reaches 0.5: {', '.join(separated) if separated else 'none'}."
+        + "".join(
+            f" `{v}`'s map is laid out most by {_FACTOR_LABEL[f]} (map R² {d.ms(v, f'tsne_r2_{f}', 2)}) against"
+            f" 5-NN class accuracy {d.ms(v, 'tsne_knn_2d', 2)}."
+            for v, f in groups.items()
+        )
+        + "\n"
     )
     if figs["tsne"]:
         add("![t-SNE, coloured by class and by each nuisance factor](figures/tsne.png)\n")

@@ -7,6 +7,9 @@
 - **Class separation in the map**: leave-one-out ``k``-nearest-neighbour accuracy (majority vote) of the
   class in the 2-D coordinates, beside the same vote in the features (cosine), so a map that separates
   classes better or worse than the features it came from shows it.
+- **What the map groups by**: leave-one-out ``k``-NN regression R² of a continuous factor in the 2-D
+  coordinates (the mean of the neighbours' values): 1 when neighbours in the picture share the factor, ≈ 0
+  (or below) when the factor is scattered, the number behind "colour the map by each factor".
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["loo_knn_accuracy", "map_scores"]
+__all__ = ["loo_knn_accuracy", "loo_knn_r2", "map_scores"]
 
 
 def loo_knn_accuracy(points: np.ndarray | torch.Tensor, labels: np.ndarray, k: int = 5) -> float:
@@ -31,6 +34,19 @@ def loo_knn_accuracy(points: np.ndarray | torch.Tensor, labels: np.ndarray, k: i
     weights = torch.linspace(1.0, 1.0 - 1e-6, k, dtype=torch.float64)[None, :, None]  # ties → nearer wins
     pred = (votes * weights).sum(1).argmax(1)
     return float((pred == y).double().mean())
+
+
+def loo_knn_r2(points: np.ndarray | torch.Tensor, values: np.ndarray, k: int = 5) -> float:
+    """Leave-one-out ``k``-NN regression R² (Euclidean; prediction = mean of the ``k`` neighbours' values)."""
+    x = torch.as_tensor(np.asarray(points), dtype=torch.float64)
+    v = torch.as_tensor(np.asarray(values), dtype=torch.float64).reshape(-1)
+    if len(x) <= k:
+        raise ValueError(f"need more than k={k} points, got {len(x)}")
+    d = torch.cdist(x, x)
+    d.fill_diagonal_(float("inf"))
+    pred = v[d.topk(k, largest=False).indices].mean(1)
+    total = float(((v - v.mean()) ** 2).sum())
+    return 1.0 - float(((v - pred) ** 2).sum()) / total if total > 0 else float("nan")
 
 
 def map_scores(

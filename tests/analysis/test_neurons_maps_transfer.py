@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from downstream.analysis.maps import loo_knn_accuracy, map_scores
+from downstream.analysis.maps import loo_knn_accuracy, loo_knn_r2, map_scores
 from downstream.analysis.neurons import (
     abs_correlation,
     channel_ablation_importance,
@@ -113,3 +113,13 @@ def test_channels_for_fraction_on_a_coarse_grid_of_channel_counts() -> None:
     assert channels_for_fraction(curve, 0.9, 0.1, 0.25, ks=[1, 4, 16, 64]) == 4
     with pytest.raises(ValueError, match="channel counts"):
         channels_for_fraction(curve, 0.9, 0.1, ks=[1, 2])
+
+
+def test_knn_r2_in_a_map_finds_the_factor_it_is_laid_out_by() -> None:
+    rng = np.random.default_rng(0)
+    factor = rng.random(300)
+    other = rng.random(300)
+    xy = np.stack([factor, rng.random(300) * 0.01], 1)  # the map is laid out along `factor`
+    assert loo_knn_r2(xy, factor) > 0.95
+    assert loo_knn_r2(xy, other) < 0.1
+    assert np.isnan(loo_knn_r2(xy, np.ones(300)))  # a constant factor has no R²

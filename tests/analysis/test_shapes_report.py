@@ -1,0 +1,53 @@
+"""The shapes report states directions from the numbers: flip the numbers and the sentence flips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.shapes_interpretability import Backbone
+from benchmarks.shapes_report import write_report
+from downstream.analysis.interpret import InterpretConfig
+
+CFG = InterpretConfig(tsne_images=40)
+
+
+def _measures(in_mask: dict[str, float], rng: np.random.Generator) -> tuple[list[Backbone], dict]:
+    backbones, measures = [], {}
+    for variant, level in in_mask.items():
+        for seed in range(3):
+            b = Backbone(variant, seed, f"runs/{variant}{seed}", f"sha-{variant}-{seed}")
+            b.metrics = {"knn.top1_k20": level + 0.01 * seed, "linear.top1": level, "nuisance.bg_rgb_r2": 0.5}
+            metrics = {
+                "occ_in_mask": level + 0.005 * seed,
+                "occ_chance": 0.2,
+                "pointing": 0.4,
+                "pointing_chance": 0.37,
+                "tsne_trustworthiness": 0.99,
+                "tsne_knn_2d": 0.3,
+                "tsne_knn_features": 0.3,
+                "dim": 16.0,
+            }
+            measures[b.name] = {
+                "metrics": metrics,
+                "curve": [],
+                "tsne_xy": rng.normal(size=(40, 2)).tolist(),
+                "occlusion": rng.random((8, 8, 8)).tolist(),
+            }
+            backbones.append(b)
+    return backbones, measures
+
+
+def test_the_occlusion_reading_follows_the_numbers(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    more = write_report(tmp_path / "a", *_measures({"byol": 0.5, "random-init": 0.25}, rng), {}, CFG)
+    text = more.read_text()
+    assert "BYOL looks at the shape more than random-init does" in text
+    less = write_report(tmp_path / "b", *_measures({"byol": 0.25, "random-init": 0.5}, rng), {}, CFG)
+    assert "BYOL looks at the shape less than random-init does" in less.read_text()
+    same = write_report(tmp_path / "c", *_measures({"byol": 0.3, "random-init": 0.3}, rng), {}, CFG)
+    assert "does not look at the shape more than random-init" in same.read_text()
+    for heading in ("## 1. What does", "## 2. How does", "## 3. How can", "## 4. What does it mean"):
+        assert heading in text
+    assert (tmp_path / "a" / "figures" / "occlusion.png").is_file() and (tmp_path / "a" / "summary.json").is_file()
