@@ -28,6 +28,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--root", default=None, help="root folder of a user dataset")
     p.add_argument("--image-size", type=int, default=None, help="input size (default: the artifact's)")
+    p.add_argument(
+        "--dataset-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a dataset option, e.g. det_train_images=2000 det_test_images=500 (repeatable; a suite's dataset_options)",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when available)")
     p.add_argument("--cache-dir", default=None, help="feature cache (default: $BYOL_BENCH_CACHE)")
     p.add_argument("--work-dir", default=None, help="evaluator scratch folder (default: a temporary one)")
@@ -44,6 +51,10 @@ def main(argv: list[str]) -> int:
     missing = [f"--{n}" for n in ("artifact", "evaluator", "dataset") if getattr(args, n) is None]
     if missing:
         p.error(f"missing {', '.join(missing)}")
+    try:
+        extra_options = parse_dataset_options(args.dataset_option)
+    except ValueError as exc:
+        p.error(str(exc))
     from pathlib import Path
 
     from zoo.logs import job_log
@@ -56,7 +67,7 @@ def main(argv: list[str]) -> int:
                 args.artifact,
                 args.evaluator,
                 args.dataset,
-                dataset_options=DatasetOptions(root=args.root, image_size=args.image_size),
+                dataset_options=DatasetOptions(root=args.root, image_size=args.image_size, **extra_options),
                 config_path=args.config,
                 overrides=args.overrides,
                 seed=args.seed,
@@ -85,3 +96,34 @@ def main(argv: list[str]) -> int:
     if args.out:
         print(f"record written to {args.out} (log: {log_path})")
     return 0
+
+
+def parse_dataset_options(items: list[str]) -> dict[str, int | str | None]:
+    """``KEY=VALUE`` strings → ``DatasetOptions`` keyword arguments, typed as the field is; an unknown key, a key
+    with a flag of its own or a value of the wrong type is a ``ValueError`` naming it."""
+    import dataclasses
+
+    from zoo.datasets import DatasetOptions
+
+    fields = {f.name: f for f in dataclasses.fields(DatasetOptions)}
+    own_flag = {"root": "--root", "image_size": "--image-size"}
+    out: dict[str, int | str | None] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--dataset-option '{item}': expected KEY=VALUE")
+        if key in own_flag:
+            raise ValueError(f"--dataset-option '{key}': use {own_flag[key]}")
+        if key not in fields:
+            raise ValueError(
+                f"--dataset-option '{key}': unknown (known: {', '.join(k for k in fields if k not in own_flag)})"
+            )
+        kind = fields[key].type
+        if "int" in str(kind):
+            try:
+                out[key] = int(value)
+            except ValueError:
+                raise ValueError(f"--dataset-option {key}={value!r}: expected an integer") from None
+        else:
+            out[key] = value
+    return out

@@ -33,3 +33,21 @@ def test_eval_cli_errors(capsys):
     assert main(["eval", "--list"]) == 0
     out = capsys.readouterr().out
     assert "knn" in out and "linear" in out
+
+
+def test_eval_cli_dataset_options_reach_the_dataset(tmp_path, capsys):
+    """--dataset-option sets DatasetOptions fields, typed; the record's dataset options carry them, and a bad key
+    or value is an error naming it."""
+    out = tmp_path / "rec.json"
+    argv = ["eval", "--artifact", "raw-pixels", "--evaluator", "knn", "--dataset", "shapes", "--out", str(out),
+            "--cache-dir", str(tmp_path / "cache"), "--dataset-option", "num_train=300",
+            "--dataset-option", "num_test=200", "--dataset-option", f"cache_dir={tmp_path / 'data'}"]  # fmt: skip
+    assert main(argv) == 0
+    rec = json.loads(out.read_text())
+    assert rec["dataset"]["options"]["num_train"] == 300 and rec["dataset"]["splits"]["test"] == 200
+    for bad, message in (("det_tset_images=5", "unknown"), ("num_train=many", "expected an integer"),
+                         ("root=/x", "use --root"), ("num_train", "KEY=VALUE")):  # fmt: skip
+        with pytest.raises(SystemExit):
+            main(["eval", "--artifact", "raw-pixels", "--evaluator", "knn", "--dataset", "shapes",
+                  "--dataset-option", bad])  # fmt: skip
+        assert message in capsys.readouterr().err
