@@ -47,8 +47,8 @@ PAPER = {  # arXiv 1708.07747v1 Table 3, "Fashion" column
 def official(root: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The 60,000 train and 10,000 test images as ``N × 784`` float64 and their labels (no split of ours)."""
     folder = idx.find_idx_root("fashion-mnist", root)
-    x, y = idx._official(folder, "train", idx._stamp(folder, "train"))
-    xt, yt = idx._official(folder, "t10k", idx._stamp(folder, "t10k"))
+    x, y = idx.official_arrays(folder, "train")
+    xt, yt = idx.official_arrays(folder, "t10k")
     return x.reshape(len(x), -1).astype(np.float64), y, xt.reshape(len(xt), -1).astype(np.float64), yt
 
 

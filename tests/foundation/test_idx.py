@@ -137,7 +137,7 @@ def test_real_fashion_mnist_counts_classes_and_stats():
     test = load_dataset("fashion-mnist", "test")
     assert (len(train), len(test)) == (54000, 10000)
     assert np.bincount(test.targets).tolist() == [1000] * 10
-    gray, _ = idx._official(idx.find_idx_root("fashion-mnist", None), "train", idx._stamp(REAL, "train"))
+    gray, _ = idx.official_arrays(idx.find_idx_root("fashion-mnist", None), "train")
     x = gray.astype(np.float64) / 255.0
     assert (round(x.mean(), 4), round(x.std(), 4)) == idx.STATS["fashion-mnist"]
 

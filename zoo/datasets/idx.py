@@ -56,7 +56,7 @@ CLASSES = {
     "mnist": [str(d) for d in range(10)],
 }
 # Mean and std of the 60,000 official training images' pixels in [0, 1] (the same on all three channels),
-# computed from Debian's files: ``x = _official(find_idx_root(name, None), "train", ...)[0] / 255``,
+# computed from Debian's files: ``x = official_arrays(find_idx_root(name, None), "train")[0] / 255``,
 # ``x.mean()``, ``x.std()``; tests/foundation/test_idx.py recomputes them when the files are installed.
 STATS = {"fashion-mnist": (0.2860, 0.3530), "mnist": (0.1307, 0.3081)}
 
@@ -137,6 +137,13 @@ def _official(folder: Path, part: str, stamp: tuple[tuple[int, int], ...]) -> tu
     return images, labels
 
 
+def official_arrays(folder: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
+    """The official ``part`` ("train" or "t10k") of the IDX files in ``folder``: uint8 images ``N × 28 × 28`` and
+    int64 labels, checked as the loaders check them (magic, dimensions, counts, labels 0-9) and cached until a
+    file changes. No split of ours: the dataset paper's baselines train on all 60,000."""
+    return _official(folder, part, _stamp(folder, part))
+
+
 def _stamp(folder: Path, part: str) -> tuple[tuple[int, int], ...]:
     out = []
     for kind in ("images-idx3", "labels-idx1"):
@@ -159,7 +166,7 @@ def _builder(name: str) -> Callable[[str, DatasetOptions], ClassificationSplit]:
     def build(split: str, opts: DatasetOptions) -> ClassificationSplit:
         folder = find_idx_root(name, opts.root)
         part = "t10k" if split == "test" else "train"
-        gray, labels = _official(folder, part, _stamp(folder, part))
+        gray, labels = official_arrays(folder, part)
         if split != "test":
             idx = split_indices(labels, fractions=(0.9, 0.1, 0.0), seed=0)[split]
             gray, labels = gray[idx], labels[idx]
