@@ -204,7 +204,12 @@ def _pretrain_runs(specs: list[str], out_dir: Path, backbones: list[Backbone], c
                 old = json.loads(rec_path.read_text())
                 sha = old["sha256"]
                 measured = measure_backbones([(name, str(art), sha)], out_dir, cfg, log=log)[name]
-            entry[net] = {"sha256": sha, "eval": old["metrics"], "measures": measured["metrics"]}
+            entry[net] = {
+                "sha256": sha,
+                "eval": old["metrics"],
+                "measures": measured["metrics"],
+                "seconds": measured.get("seconds", 0.0),
+            }
         if published is not None:
             entry["online_equals_published"] = entry["online"]["sha256"] == published.sha256
         runs[key] = entry

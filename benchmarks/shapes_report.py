@@ -185,7 +185,7 @@ def _tsne_figure(d: _Data, path: Path, cfg: Any) -> Path | None:
     _, labels = load_dataset(cfg.dataset, "test", DatasetOptions()).arrays()
     fac = scalar_factors({k: v[:n] for k, v in shape_factors("test", DatasetOptions(), name=cfg.dataset).items()})
     colourings = [("class", labels[:n], "tab10")] + [
-        (_FACTOR_LABEL[k], fac[k], "viridis") for k in ("fg_luma", "bg_luma", "cx", "radius", "area")
+        (_FACTOR_LABEL[k], fac[k], "viridis") for k in ("fg_luma", "bg_luma", "cx", "cy", "radius")
     ]
     plt = _plt()
     fig, axes = plt.subplots(len(rows), len(colourings), figsize=(2.0 * len(colourings), 2.1 * len(rows)))
@@ -360,6 +360,9 @@ def write_report(
     seeds = {v: len([b for b in backbones if b.variant == v]) for v in V}
     n_det = sum(1 for b in backbones if "det.AP" in b.metrics)
     total_s = sum(float(m.get("seconds", 0)) for m in measures.values())
+    runs_s = sum(
+        float(r[net]["seconds"]) for r in runs.values() for net in ("online", "target") if "seconds" in r.get(net, {})
+    )
     L: list[str] = []
     add = L.append
     add("# Interpretability on `shapes`: the four questions, answered with numbers\n")
@@ -378,13 +381,18 @@ def write_report(
     add("```\n")
     add(
         f"The measures of each backbone are cached in [`records/`](records/) (artifact sha256, the measure config,"
-        f" code version); with them the page re-renders in seconds, without the artifacts. Measuring all"
-        f" {len(measures)} backbones took {total_s / 60:.0f} min on one thread of the shared 2-core CPU. Definitions:"
+        f" code version); with them the page re-renders in seconds, without the artifacts. Measuring the"
+        f" {len(measures)} suite backbones took {total_s / 60:.0f} min, the {2 * len(runs)} re-pretrained networks"
+        f" {runs_s / 60:.0f} min more (plus their kNN / linear records), on one thread of the shared 2-core CPU."
+        " Without the `--pretrain-run` folders (they are not committed; `byol-bench pretrain"
+        " pretrain/configs/byol.yaml seed=S --out DIR` re-creates them bit for bit) the cached records are used."
+        " Definitions:"
         " `downstream/analysis/attribution.py` (occlusion), `neurons.py` (channels), `maps.py` (t-SNE numbers),"
         " `transfer.py` (Spearman), the choices in `interpret.py` (`InterpretConfig`), this page in"
         " `benchmarks/shapes_report.py`.\n"
     )
 
+    brief_at = len(L)
     # ---- Q1
     add("## 1. What does the representation encode?\n")
     add(
@@ -547,15 +555,31 @@ def write_report(
         pool_k, proj_k, pred_k = (
             mean_std(run_vals("online", f"knn_{x}"))[0] for x in ("pool", "projector", "predictor")
         )
+        module_brief = (
+            f"Target ≈ online (kNN {fmt_ms(run_vals('target', 'knn.top1_k20', 'eval'))} vs"
+            f" {fmt_ms(run_vals('online', 'knn.top1_k20', 'eval'))}, {target_vs_online}); along the online network"
+            f" shape kNN falls backbone {pool_k:.3f} → projector {proj_k:.3f} → predictor {pred_k:.3f}, and the"
+            f" predictor drops horizontal position (centre-x R² {mean_std(run_vals('online', 'r2_cx_pool'))[0]:.2f} →"
+            f" {mean_std(run_vals('online', 'r2_cx_predictor'))[0]:.2f}) while keeping vertical"
+            f" ({mean_std(run_vals('online', 'r2_cy_predictor'))[0]:.2f})."
+        )
         add(
             f"\n**Reading.** Target vs online kNN: {tg_knn[0]:.3f} vs {on_knn[0]:.3f}"
             f" ({target_vs_online};"
             " with τ = 0.9 the target trails the online weights by about ten steps). Shape kNN falls from the backbone"
-            f" ({pool_k:.3f}) to the projector ({proj_k:.3f}) and the predictor ({pred_k:.3f}); compare each"
-            " factor's R² across the rows for where nuisances are kept or dropped. The momentum and predictor rows of"
-            " the table above are the other module ablations: only `no-predictor` collapses (projector std·√D near"
-            " 0) and `tau-1` / `tau-0.999` stay near random-init.\n"
+            f" ({pool_k:.3f}) to the projector ({proj_k:.3f}) and the predictor ({pred_k:.3f}). The predictor"
+            f" keeps centre y (R² {fmt_ms(run_vals('online', 'r2_cy_pool'))} →"
+            f" {fmt_ms(run_vals('online', 'r2_cy_predictor'))})"
+            f" but drops centre x ({fmt_ms(run_vals('online', 'r2_cx_pool'))} →"
+            f" {fmt_ms(run_vals('online', 'r2_cx_predictor'))}): the likely cause is the horizontal flip (p 0.5, each"
+            " view), which makes the other view's x unpredictable and no augmentation does to y; the backbone too"
+            " keeps less x than y, and the t-SNE maps below are laid out by y, not x. The momentum and predictor"
+            " rows of the table above are the other module ablations: only `no-predictor` collapses (projector"
+            " std·√D near 0) and `tau-1` / `tau-0.999` stay near random-init.\n"
         )
+
+    else:
+        module_brief = "No re-pretrained runs were given: no online / target or head rows."
 
     # ---- Q3
     add("## 3. How can it be seen? Occlusion, t-SNE, layers and single channels, with numbers\n")
@@ -727,12 +751,13 @@ def write_report(
     add("**All backbones** (BYOL variants and baselines):\n")
     add(_table(["measure", "kNN top-1", "linear top-1", "detection AP"], rows_all))
     rows_byol, table_byol = _spearman_rows(d, lambda b: b.variant not in BASELINES)
-    add("\n**BYOL variants only** (24 backbones: does a measure rank BYOL runs by transfer?):\n")
+    n_byol = len([b for b in backbones if b.variant not in BASELINES])
+    add(f"\n**BYOL variants only** ({n_byol} backbones: does a measure rank BYOL runs by transfer?):\n")
     add(_table(["measure", "kNN top-1", "linear top-1", "detection AP"], rows_byol))
 
     def strong(table: dict[str, Any], target: str) -> list[str]:
         return [
-            label
+            f"{label} ({table[key][target]['rho']:+.2f})"
             for key, label in _TRANSFER_MEASURES
             if "class probe" not in label
             and math.isfinite(table[key][target]["rho"])
@@ -747,6 +772,31 @@ def write_report(
             f"- {tl}: across all backbones {', '.join(s_all) if s_all else 'no measure'} (|ρ| ≥ 0.5, p < 0.01);"
             f" within the BYOL variants {', '.join(s_byol) if s_byol else '**none**'}."
         )
+    occ_b = table_byol["occ_in_mask"]["suite:knn.top1_k20"]
+    pt_b = table_byol["pointing"]["suite:knn.top1_k20"]
+    if math.isfinite(occ_b["rho"]) and occ_b["rho"] < 0 and occ_b["p"] < 0.05:
+        occ_line = (
+            f"- **Looking at the shape does not predict transfer; within BYOL it points the wrong way**: occlusion"
+            f" in-mask share ρ {occ_b['rho']:+.2f} and pointing game ρ {pt_b['rho']:+.2f} with kNN. The collapsed"
+            f" `no-predictor` (in-mask {d.ms('no-predictor', 'occ_in_mask')}, kNN"
+            f" {d.ms('no-predictor', 'suite:knn.top1_k20')}) and `tau-1` (pointing {d.ms('tau-1', 'pointing')}) look"
+            " at the shape more than `byol` does while telling shapes apart far worse: where the sensitivity sits"
+            " is not what the features can separate."
+        )
+    else:
+        occ_line = (
+            f"- Occlusion within BYOL: in-mask share ρ {occ_b['rho']:+.2f} (p {occ_b['p']:.2g}), pointing game"
+            f" ρ {pt_b['rho']:+.2f} (p {pt_b['p']:.2g}) with kNN."
+        )
+    add(occ_line)
+    det_n = int(table_all["occ_in_mask"]["suite:det.AP"]["n"])
+    add(
+        f"- **Detection: nothing can be said beyond the family order.** {det_n} backbones from three families"
+        " (random-init ≪ BYOL < supervised in AP) have detection AP; any measure that orders those three families"
+        " gets a high ρ, and within BYOL (3 backbones) no ρ can be tested."
+        if det_n < 12
+        else f"- Detection AP: {det_n} backbones."
+    )
     add(
         "- With the baselines in, the families' order (supervised ≫ BYOL ≈ good variants > random-init,"
         " collapsed) drives most of ρ; the BYOL-only table is the test of whether a measure tracks transfer"
@@ -762,6 +812,42 @@ def write_report(
         "- Detection AP covers byol, random-init and supervised only (9 backbones), so its column is thin.\n"
         "- No real-image (Fashion-MNIST) section yet.\n"
     )
+    best_l = best_layer.get("byol", "?")
+    brief = [
+        "## The answers in brief\n",
+        f"1. **What BYOL encodes.** More shape than a random network (linear probe"
+        f" {d.ms('byol', 'suite:nuisance.shape_top1')} vs {d.ms('random-init', 'suite:nuisance.shape_top1')};"
+        f" supervised {d.ms('supervised', 'suite:nuisance.shape_top1')}), less background colour (R²"
+        f" {d.ms('byol', 'suite:nuisance.bg_rgb_r2')} vs {d.ms('random-init', 'suite:nuisance.bg_rgb_r2')}), but"
+        f" position (x R² {d.ms('byol', 'suite:nuisance.cx_r2')}), size (radius R²"
+        f" {d.ms('byol', 'suite:nuisance.radius_r2')}) and both colours stay linearly decodable although crops and"
+        " colour jitter randomise them; only the pixel noise is gone.",
+        f"2. **Modules.** The predictor is what keeps BYOL from collapsing (`no-predictor`: projector std·√D"
+        f" {d.ms('no-predictor', 'suite:geometry.std_normalized_sqrt_d_projector')}, kNN"
+        f" {d.ms('no-predictor', 'suite:knn.top1_k20')}); slow or frozen targets (τ 0.999, 1) fall to random-init's"
+        f" level (kNN {d.ms('tau-0.999', 'suite:knn.top1_k20')}, {d.ms('tau-1', 'suite:knn.top1_k20')}). "
+        + module_brief,
+        f"3. **Seen, with numbers.** Occlusion: {d.ms('byol', 'occ_in_mask')} of BYOL's sensitivity falls on the"
+        f" shape (chance {d.mean('byol', 'occ_chance'):.3f}, random-init {d.ms('random-init', 'occ_in_mask')},"
+        f" supervised {d.ms('supervised', 'occ_in_mask')}). t-SNE maps are trustworthy"
+        f" ({d.ms('byol', 'tsne_trustworthiness')}) but BYOL's is laid out most by"
+        f" {_FACTOR_LABEL[groups.get('byol', 'cy')]} (map R² {d.ms('byol', 'tsne_r2_' + groups.get('byol', 'cy'), 2)}),"
+        " not by shape"
+        f" (5-NN class in the map {d.ms('byol', 'tsne_knn_2d')}). Shape kNN peaks at {best_l} for BYOL. Half of"
+        f" BYOL's probe accuracy above chance needs {d.ms('byol', 'channels_half', 1)} channels (supervised"
+        f" {d.ms('supervised', 'channels_half', 1)}), and its most important channels track colour (|r| with"
+        f" background luma {d.ms('byol', 'top_r_bg_luma', 2)}) more than shape (η {d.ms('byol', 'top_eta_shape', 2)}).",
+        "4. **Downstream.** "
+        + (
+            f"Within BYOL, the shape-in-the-channels measures (top-10 η ρ"
+            f" {table_byol['top_eta_shape']['suite:knn.top1_k20']['rho']:+.2f}) and t-SNE trustworthiness"
+            f" (ρ {table_byol['tsne_trustworthiness']['suite:knn.top1_k20']['rho']:+.2f}) track kNN; occlusion does"
+            f" not (ρ {occ_b['rho']:+.2f}). Detection AP exists for {det_n} backbones of three families: no measure"
+            " can be said to predict it beyond the family order."
+        )
+        + "\n",
+    ]
+    L[brief_at:brief_at] = brief
     text = "\n".join(L) + "\n"
     readme = out / "README.md"
     atomic_write_text(readme, text)
