@@ -28,7 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Backbone", "collect_backbones", "attach_detection", "measure_backbones", "main"]
+__all__ = [
+    "Backbone",
+    "CHECK_PATCHES",
+    "collect_backbones",
+    "attach_detection",
+    "measure_backbones",
+    "patch_checks",
+    "main",
+]
+
+CHECK_PATCHES = (2, 8)  # occlusion patch sizes besides InterpretConfig.patch, as a robustness check
 
 
 @dataclass
@@ -155,6 +165,41 @@ def measure_backbones(
     return out
 
 
+def patch_checks(
+    items: list[tuple[str, str, str]], out_dir: Path, cfg: Any, patches: tuple[int, ...], *, log: Any = print
+) -> dict[str, dict[int, dict[str, float]]]:
+    """Occlusion measures at other patch sizes (``interpret.occlusion_at_patch``), cached per backbone and patch
+    as ``<out>/records/<name>.patch<P>.json`` like ``measure_backbones``."""
+    from downstream.analysis.interpret import config_dict, occlusion_at_patch
+    from downstream.artifacts import RAW_PIXELS, resolve_artifact
+    from zoo.io import atomic_write_json, code_version
+
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    for name, artifact, sha in items:
+        present = artifact == RAW_PIXELS or Path(artifact).is_dir()
+        for patch in patches:
+            cfg_d = {**config_dict(cfg), "patch": patch}
+            path = out_dir / "records" / f"{name}.patch{patch}.json"
+            rec = _cached(path, sha, cfg_d, present)
+            if rec is None:
+                if not present:
+                    raise FileNotFoundError(f"{name}: artifact {artifact} is missing and {path} has no record for it")
+                start = time.perf_counter()
+                metrics = occlusion_at_patch(resolve_artifact(artifact), cfg, patch)
+                rec = {
+                    "name": name,
+                    "artifact": {"path": artifact, "sha256": sha},
+                    "config": cfg_d,
+                    "code_version": code_version(),
+                    "seconds": round(time.perf_counter() - start, 1),
+                    "metrics": metrics,
+                }
+                atomic_write_json(path, rec)
+                log(f"{name}: occlusion with {patch}-px patches in {rec['seconds']} s")
+            out.setdefault(name, {})[patch] = rec["metrics"]
+    return out
+
+
 def _sha_of(artifact: str) -> str:
     from downstream.artifacts import RAW_PIXELS
 
@@ -247,9 +292,10 @@ def main(argv: list[str]) -> int:
         log(f"{len(backbones)} backbones, {n_det} with detection AP")
         measures = measure_backbones([(b.name, b.artifact, b.sha256) for b in backbones], out, cfg, log=log)
         runs = _pretrain_runs(args.pretrain_run, out, backbones, cfg, log)
+        checks = patch_checks([(b.name, b.artifact, b.sha256) for b in backbones], out, cfg, CHECK_PATCHES, log=log)
     except (ValueError, FileNotFoundError, KeyError) as exc:
         print(f"byol-bench interpret: error: {exc}", file=sys.stderr)
         return 2
-    path = write_report(out, backbones, measures, runs, cfg, suite_dir=args.suite_dir)
+    path = write_report(out, backbones, measures, runs, cfg, suite_dir=args.suite_dir, patch_checks=checks)
     log(f"report written to {path} ({time.perf_counter() - start:.0f} s)")
     return 0

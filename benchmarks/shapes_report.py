@@ -330,6 +330,7 @@ def write_report(
     cfg: Any,
     *,
     suite_dir: str | Path = "results/ablation-predictor-momentum",
+    patch_checks: dict[str, dict[int, dict[str, float]]] | None = None,
 ) -> Path:
     """Write ``out_dir/README.md``, ``figures/*.png`` and ``summary.json``; return the README's path."""
     from zoo.io import atomic_write_json, atomic_write_text
@@ -627,6 +628,41 @@ def write_report(
         f" Pointing game: {cmp_pt} ({_direction(z_pt, 'BYOL higher', 'BYOL lower', 'no clear difference')})."
         f" Raw pixels: {d.ms('raw-pixels', 'occ_in_mask')} in-mask.\n"
     )
+    patch_verdict = ""
+    if patch_checks:
+        sizes = sorted({cfg.patch, *(p for c in patch_checks.values() for p in c)})
+
+        def at(v: str, patch: int, key: str) -> list[float]:
+            if patch == cfg.patch:
+                return d.values(v, key)
+            return [patch_checks.get(b.name, {}).get(patch, {}).get(key, math.nan) for b in backbones if b.variant == v]
+
+        add(
+            "\n**Does the patch size change the answer?** The same measures with other patch sizes (same images;"
+            " chance of the in-mask share is the mask area for every size, the pointing game's chance grows with"
+            " the patch):\n"
+        )
+        rows = [
+            [f"`{v}`"]
+            + [fmt_ms(at(v, p, "occ_in_mask")) for p in sizes]
+            + [f"{fmt_ms(at(v, p, 'pointing'), 2)} ({mean_std(at(v, p, 'pointing_chance'))[0]:.2f})" for p in sizes]
+            for v in V
+        ]
+        add(
+            _table(
+                ["variant"] + [f"in-mask share, {p} px" for p in sizes] + [f"pointing (chance), {p} px" for p in sizes],
+                rows,
+            )
+        )
+        verdicts = []
+        for p in sizes:
+            ma, sa, _ = mean_std(at("byol", p, "occ_in_mask"))
+            mb, sb, _ = mean_std(at("random-init", p, "occ_in_mask"))
+            spread = max(x for x in (sa, sb, 0.0) if math.isfinite(x))
+            z = (ma - mb) / spread if spread > 0 else math.nan
+            verdicts.append(f"{p} px: {_direction(z, 'more', 'less', 'no clear difference')} ({ma:.3f} vs {mb:.3f})")
+        patch_verdict = "BYOL vs random-init by patch size: " + "; ".join(verdicts) + "."
+        add("\n" + patch_verdict + "\n")
     if figs["occlusion"]:
         add("![occlusion maps](figures/occlusion.png)\n")
 
@@ -829,8 +865,9 @@ def write_report(
         + module_brief,
         f"3. **Seen, with numbers.** Occlusion: {d.ms('byol', 'occ_in_mask')} of BYOL's sensitivity falls on the"
         f" shape (chance {d.mean('byol', 'occ_chance'):.3f}, random-init {d.ms('random-init', 'occ_in_mask')},"
-        f" supervised {d.ms('supervised', 'occ_in_mask')}). t-SNE maps are trustworthy"
-        f" ({d.ms('byol', 'tsne_trustworthiness')}) but BYOL's is laid out most by"
+        f" supervised {d.ms('supervised', 'occ_in_mask')}; {patch_verdict.rstrip('.') or 'one patch size'})."
+        " t-SNE maps are trustworthy"
+        f" ({d.ms('byol', 'tsne_trustworthiness')}), but BYOL's is laid out most by"
         f" {_FACTOR_LABEL[groups.get('byol', 'cy')]} (map R² {d.ms('byol', 'tsne_r2_' + groups.get('byol', 'cy'), 2)}),"
         " not by shape"
         f" (5-NN class in the map {d.ms('byol', 'tsne_knn_2d')}). Shape kNN peaks at {best_l} for BYOL. Half of"

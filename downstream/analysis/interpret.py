@@ -61,7 +61,16 @@ from downstream.knn import knn_scores, topk_accuracy
 from downstream.linear import fit_logistic_regression, fit_ridge, l2_grid, r2_score, standardize, sweep_l2
 from zoo.artifact import ArtifactError
 
-__all__ = ["InterpretConfig", "InterpretResult", "FACTORS", "scalar_factors", "shape_masks", "interpret_backbone"]
+__all__ = [
+    "InterpretConfig",
+    "InterpretResult",
+    "FACTORS",
+    "scalar_factors",
+    "shape_masks",
+    "occlusion_measures",
+    "occlusion_at_patch",
+    "interpret_backbone",
+]
 
 FACTORS = ("fg_luma", "bg_luma", "cx", "cy", "radius", "area", "noise")  # scalar nuisance factors
 _LUMA = np.array([0.299, 0.587, 0.114])
@@ -170,6 +179,44 @@ def _ridge_r2(
 
 
 @torch.no_grad()
+def occlusion_measures(
+    artifact: Any, x01: torch.Tensor, masks: torch.Tensor, patch: int
+) -> tuple[dict[str, float], torch.Tensor]:
+    """``occ_*`` and ``pointing*`` means over images ``x01`` (``N × 3 × S × S`` in [0, 1]) with coverage masks
+    ``N × S × S``, and the sensitivities ``N × G × G`` (``attribution.patch_occlusion`` of the pooled feature)."""
+    from downstream.analysis.embed import normalize
+
+    xn = normalize(x01, artifact.meta.mean, artifact.meta.std)
+    sens = patch_occlusion(lambda z: embed_images(artifact, z, "pool", normalized=True), xn, patch)
+    cov = patch_coverage(masks, patch)
+    share, area = in_mask_share(sens, cov), cov.flatten(1).mean(1)
+    return {
+        "occ_in_mask": float(np.nanmean(share.numpy())),
+        "occ_chance": float(area.mean()),
+        "occ_in_mask_ratio": float(np.nanmean((share / area).numpy())),
+        "occ_images_moved": float(torch.isfinite(share).float().mean()),
+        "pointing": float(np.nanmean(pointing_hits(sens, cov).numpy())),
+        "pointing_chance": float(pointing_chance(cov).mean()),
+    }, sens
+
+
+@torch.no_grad()
+def occlusion_at_patch(
+    artifact: Any, cfg: InterpretConfig, patch: int, *, dataset_options: Any = None
+) -> dict[str, float]:
+    """The occlusion measures of ``interpret_backbone`` with another patch size (same images): a robustness check."""
+    from zoo.datasets import DatasetOptions, load_dataset, shape_factors
+
+    opts = dataset_options or DatasetOptions()
+    artifact.model.eval()
+    images, labels = load_dataset(cfg.dataset, "test", opts).arrays()
+    n = min(cfg.occlusion_images, len(labels))
+    fac = {k: v[:n] for k, v in shape_factors("test", opts, name=cfg.dataset).items()}
+    masks = shape_masks(np.asarray(labels[:n]), fac, images.shape[1])
+    return occlusion_measures(artifact, to_unit_tensor(images[:n]), masks, patch)[0]
+
+
+@torch.no_grad()
 def interpret_backbone(artifact: Any, cfg: InterpretConfig, *, dataset_options: Any = None) -> InterpretResult:
     """Every measure of the module docstring for one loaded artifact (``downstream.artifacts.resolve_artifact``)."""
     from downstream.analysis.figures import project_2d
@@ -193,20 +240,9 @@ def interpret_backbone(artifact: Any, cfg: InterpretConfig, *, dataset_options: 
 
     # occlusion against the shape mask
     n_occ = min(cfg.occlusion_images, len(y["test"]))
-    x_occ = data["test"][0][:n_occ]
-    from downstream.analysis.embed import normalize
-
-    xn = normalize(x_occ, artifact.meta.mean, artifact.meta.std)
-    sens = patch_occlusion(lambda z: embed_images(artifact, z, "pool", normalized=True), xn, cfg.patch)
     masks = shape_masks(y["test"][:n_occ].numpy(), {k: v[:n_occ] for k, v in fac["test"].items()}, size)
-    cov = patch_coverage(masks, cfg.patch)
-    share, area = in_mask_share(sens, cov), cov.flatten(1).mean(1)
-    m["occ_in_mask"] = float(np.nanmean(share.numpy()))
-    m["occ_chance"] = float(area.mean())
-    m["occ_in_mask_ratio"] = float(np.nanmean((share / area).numpy()))
-    m["occ_images_moved"] = float(torch.isfinite(share).float().mean())
-    m["pointing"] = float(np.nanmean(pointing_hits(sens, cov).numpy()))
-    m["pointing_chance"] = float(pointing_chance(cov).mean())
+    occ, sens = occlusion_measures(artifact, data["test"][0][:n_occ], masks, cfg.patch)
+    m.update(occ)
 
     # channels of the pooled features
     curve: list[float] = []

@@ -48,6 +48,11 @@ def test_the_occlusion_reading_follows_the_numbers(tmp_path: Path) -> None:
     assert "BYOL looks at the shape less than random-init does" in less.read_text()
     same = write_report(tmp_path / "c", *_measures({"byol": 0.3, "random-init": 0.3}, rng), {}, CFG)
     assert "does not look at the shape more than random-init" in same.read_text()
+    # the patch-size check: a larger patch where BYOL's lead disappears must say so
+    bbs, ms = _measures({"byol": 0.5, "random-init": 0.25}, rng)
+    checks = {b.name: {8: {"occ_in_mask": 0.3 + 0.01 * b.seed, "pointing": 0.5, "pointing_chance": 0.56}} for b in bbs}
+    text8 = write_report(tmp_path / "d", bbs, ms, {}, CFG, patch_checks=checks).read_text()
+    assert "4 px: more (0.505 vs 0.255); 8 px: no clear difference (0.310 vs 0.310)" in text8
     for heading in ("## 1. What does", "## 2. How does", "## 3. How can", "## 4. What does it mean"):
         assert heading in text
     assert (tmp_path / "a" / "figures" / "occlusion.png").is_file() and (tmp_path / "a" / "summary.json").is_file()
