@@ -857,12 +857,13 @@ def write_report(
         f" {d.ms('byol', 'suite:nuisance.bg_rgb_r2')} vs {d.ms('random-init', 'suite:nuisance.bg_rgb_r2')}), but"
         f" position (x R² {d.ms('byol', 'suite:nuisance.cx_r2')}), size (radius R²"
         f" {d.ms('byol', 'suite:nuisance.radius_r2')}) and both colours stay linearly decodable although crops and"
-        " colour jitter randomise them; only the pixel noise is gone.",
+        " colour jitter randomise them (the pixel noise σ is not linearly decodable from any backbone, raw pixels"
+        " included).",
         f"2. **Modules.** The predictor is what keeps BYOL from collapsing (`no-predictor`: projector std·√D"
         f" {d.ms('no-predictor', 'suite:geometry.std_normalized_sqrt_d_projector')}, kNN"
-        f" {d.ms('no-predictor', 'suite:knn.top1_k20')}); slow or frozen targets (τ 0.999, 1) fall to random-init's"
-        f" level (kNN {d.ms('tau-0.999', 'suite:knn.top1_k20')}, {d.ms('tau-1', 'suite:knn.top1_k20')}). "
-        + module_brief,
+        f" {d.ms('no-predictor', 'suite:knn.top1_k20')}); slow or frozen targets (τ 0.999, 1) fall close to"
+        f" random-init (kNN {d.ms('tau-0.999', 'suite:knn.top1_k20')}, {d.ms('tau-1', 'suite:knn.top1_k20')} vs"
+        f" {d.ms('random-init', 'suite:knn.top1_k20')}). " + module_brief,
         f"3. **Seen, with numbers.** Occlusion: {d.ms('byol', 'occ_in_mask')} of BYOL's sensitivity falls on the"
         f" shape (chance {d.mean('byol', 'occ_chance'):.3f}, random-init {d.ms('random-init', 'occ_in_mask')},"
         f" supervised {d.ms('supervised', 'occ_in_mask')}; {patch_verdict.rstrip('.') or 'one patch size'})."
