@@ -257,6 +257,7 @@ def _pretrain_runs(specs: list[str], out_dir: Path, backbones: list[Backbone], c
             }
         if published is not None:
             entry["online_equals_published"] = entry["online"]["sha256"] == published.sha256
+            entry["published"] = {k: published.metrics.get(k) for k in ("knn.top1_k20", "linear.top1")}
         runs[key] = entry
     return runs
 
