@@ -127,7 +127,13 @@ def _cached(path: Path, sha: str, cfg: dict[str, Any], artifact_present: bool) -
 
 
 def measure_backbones(
-    items: list[tuple[str, str, str]], out_dir: Path, cfg: Any, *, log: Any = print
+    items: list[tuple[str, str, str]],
+    out_dir: Path,
+    cfg: Any,
+    *,
+    log: Any = print,
+    dataset_options: Any = None,
+    records_dir: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Measures of each ``(name, artifact, sha256)``, computed or reused from ``out_dir/records/<name>.json``."""
     import torch
@@ -139,7 +145,7 @@ def measure_backbones(
     cfg_d = config_dict(cfg)
     out: dict[str, dict[str, Any]] = {}
     for name, artifact, sha in items:
-        path = out_dir / "records" / f"{name}.json"
+        path = (records_dir or out_dir / "records") / f"{name}.json"
         present = artifact == RAW_PIXELS or Path(artifact).is_dir()
         rec = _cached(path, sha, cfg_d, present)
         if rec is None:
@@ -147,7 +153,7 @@ def measure_backbones(
                 raise FileNotFoundError(f"{name}: artifact {artifact} is missing and {path} has no record for it")
             start = time.perf_counter()
             torch.manual_seed(0)
-            result = interpret_backbone(resolve_artifact(artifact), cfg)
+            result = interpret_backbone(resolve_artifact(artifact), cfg, dataset_options=dataset_options)
             body = result.to_json()
             body["occlusion"] = body["occlusion"][:8] if body["occlusion"] else None  # pictures only
             rec = {
@@ -262,6 +268,38 @@ def _pretrain_runs(specs: list[str], out_dir: Path, backbones: list[Backbone], c
     return runs
 
 
+def _real_suite(suite_dir: str, out: Path, cfg: Any, log: Any) -> dict[str, Any]:
+    """The real-image section's backbones (from the suite's kNN records) and their measures."""
+    from dataclasses import replace
+
+    from zoo.datasets import DatasetOptions
+
+    recs = _records(Path(suite_dir) / "records")
+    knn = next((r for r in recs if r["evaluator"] == "knn"), None)
+    if knn is None:
+        raise ValueError(f"{suite_dir}: no kNN records")
+    dataset = knn["dataset"]["name"]
+    size = knn["dataset"].get("options", {}).get("image_size")
+    rcfg = replace(cfg, dataset=dataset)
+    backbones = collect_backbones(suite_dir, evaluators=("knn",))
+    measures = measure_backbones(
+        [(b.name, b.artifact, b.sha256) for b in backbones],
+        out,
+        rcfg,
+        log=log,
+        dataset_options=DatasetOptions(image_size=size),
+        records_dir=out / "records" / dataset,
+    )
+    return {
+        "suite_dir": suite_dir,
+        "dataset": dataset,
+        "image_size": size,
+        "cfg": rcfg,
+        "backbones": backbones,
+        "measures": measures,
+    }
+
+
 def main(argv: list[str]) -> int:
     """Measure every backbone of a shapes suite and write the interpretability report."""
     import torch
@@ -275,6 +313,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--pretrain-run", action="append", default=[], help="VARIANT:SEED=RUN_DIR (kept checkpoint)")
     p.add_argument(
         "--det-records", action="append", default=None, help="folder of detection records (default: the suite's)"
+    )
+    p.add_argument(
+        "--real-suite", default=None, help="a suite on real images (e.g. results/fashion-mnist): its kNN backbones too"
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a shared machine)")
     args = p.parse_args(argv)
@@ -293,10 +334,11 @@ def main(argv: list[str]) -> int:
         log(f"{len(backbones)} backbones, {n_det} with detection AP")
         measures = measure_backbones([(b.name, b.artifact, b.sha256) for b in backbones], out, cfg, log=log)
         runs = _pretrain_runs(args.pretrain_run, out, backbones, cfg, log)
+        real = _real_suite(args.real_suite, out, cfg, log) if args.real_suite else None
         checks = patch_checks([(b.name, b.artifact, b.sha256) for b in backbones], out, cfg, CHECK_PATCHES, log=log)
     except (ValueError, FileNotFoundError, KeyError) as exc:
         print(f"byol-bench interpret: error: {exc}", file=sys.stderr)
         return 2
-    path = write_report(out, backbones, measures, runs, cfg, suite_dir=args.suite_dir, patch_checks=checks)
+    path = write_report(out, backbones, measures, runs, cfg, suite_dir=args.suite_dir, patch_checks=checks, real=real)
     log(f"report written to {path} ({time.perf_counter() - start:.0f} s)")
     return 0

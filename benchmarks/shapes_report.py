@@ -140,17 +140,22 @@ def _seed0(d: _Data, variant: str) -> Any | None:
     return next((b for b in d.backbones if b.variant == variant and b.seed == 0), None)
 
 
-def _occlusion_figure(d: _Data, path: Path, cfg: Any) -> Path | None:
-    from downstream.analysis.interpret import shape_masks
+def _occlusion_figure(d: _Data, path: Path, cfg: Any, image_size: int | None = None) -> Path | None:
+    from downstream.analysis.embed import to_unit_tensor
+    from downstream.analysis.interpret import SHAPES_SETS, object_masks, shape_masks
     from zoo.datasets import DatasetOptions, load_dataset, shape_factors
 
     rows = [(v, _seed0(d, v)) for v in PICTURED if _seed0(d, v) is not None]
     if not rows:
         return None
-    images, labels = load_dataset(cfg.dataset, "test", DatasetOptions()).arrays()
+    opts = DatasetOptions(image_size=image_size)
+    images, labels = load_dataset(cfg.dataset, "test", opts).arrays()
     n = 6
-    fac = {k: v[:n] for k, v in shape_factors("test", DatasetOptions(), name=cfg.dataset).items()}
-    masks = shape_masks(labels[:n], fac, images.shape[1]).numpy()
+    if cfg.dataset in SHAPES_SETS:
+        fac = {k: v[:n] for k, v in shape_factors("test", opts, name=cfg.dataset).items()}
+        masks = shape_masks(labels[:n], fac, images.shape[1]).numpy()
+    else:
+        masks = object_masks(to_unit_tensor(images[:n])).numpy()
     plt = _plt()
     fig, axes = plt.subplots(n, len(rows) + 1, figsize=(1.6 * (len(rows) + 1), 1.6 * n), squeeze=False)
     for i in range(n):
@@ -171,6 +176,24 @@ def _occlusion_figure(d: _Data, path: Path, cfg: Any) -> Path | None:
         f"occlusion sensitivity (1 − cos, {cfg.patch}-px patches, each map its own scale; seed 0), mask outlined",
         fontsize=9,
     )
+    return _save(fig, path)
+
+
+def _class_tsne_figure(d: _Data, path: Path, title: str) -> Path | None:
+    rows = [(v, _seed0(d, v)) for v in PICTURED if _seed0(d, v) is not None]
+    if not rows:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(rows), figsize=(2.2 * len(rows), 2.4), squeeze=False)
+    for ax, (v, b) in zip(axes[0], rows, strict=True):
+        xy = np.asarray(d.measures[b.name]["tsne_xy"])
+        m = d.measures[b.name]["metrics"]
+        ax.scatter(xy[:, 0], xy[:, 1], c=d.labels[: len(xy)], cmap="tab10", s=3, linewidths=0)
+        ax.set_title(f"{v}\ntrust {m['tsne_trustworthiness']:.3f}, 5-NN {m['tsne_knn_2d']:.2f}", fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -322,6 +345,80 @@ def _add_map_r2(measures: dict[str, dict[str, Any]], cfg: Any) -> None:
             rec["metrics"][f"tsne_r2_{name}"] = loo_knn_r2(xy, values[: len(xy)])
 
 
+def _real_section(add: Callable[[str], None], real: dict[str, Any], out: Path) -> None:
+    """The real-image section: the same measures without known factors (object = the non-black pixels)."""
+    from downstream.analysis.interpret import OBJECT_THRESHOLD
+    from zoo.datasets import DatasetOptions, load_dataset
+
+    cfg, name = real["cfg"], real["dataset"]
+    d = _Data(real["backbones"], real["measures"])
+    d.labels = load_dataset(name, "test", DatasetOptions(image_size=real["image_size"])).arrays()[1]
+    occ = _occlusion_figure(d, out / "figures" / f"{name}-occlusion.png", cfg, real["image_size"])
+    tsne = _class_tsne_figure(d, out / "figures" / f"{name}-tsne.png", f"t-SNE of {name} test features (seed 0)")
+    add(f"## Real images: {name}\n")
+    add(
+        f"The same measures on the backbones of [`{real['suite_dir']}`](../../../{real['suite_dir']}/README.md)"
+        f" ({real['image_size']} px). No factors are known here, so the object mask is the non-black pixels (mean"
+        f" value > {OBJECT_THRESHOLD}; the items lie on a black background) and η is taken with the class.\n"
+    )
+    rows = []
+    for v in d.variants:
+        rows.append(
+            [f"`{v}`", str(len(d.values(v, "occ_in_mask"))), d.ms(v, "suite:knn.top1_k20")]
+            + [
+                d.ms(v, "occ_in_mask"),
+                d.ms(v, "occ_chance"),
+                f"{d.ms(v, 'pointing', 2)} ({d.mean(v, 'pointing_chance'):.2f})",
+            ]
+            + [d.ms(v, "tsne_trustworthiness"), d.ms(v, "tsne_knn_2d")]
+            + [d.ms(v, f"knn_{layer}") for layer in cfg.layers]
+            + [d.ms(v, "channels_half", 1)]
+        )
+    add(
+        _table(
+            [
+                "variant",
+                "seeds",
+                "kNN top-1 (suite)",
+                "in-object share",
+                "chance (object area)",
+                "pointing (chance)",
+                "t-SNE trust.",
+                "5-NN in the map",
+            ]
+            + [f"kNN {layer}" for layer in cfg.layers]
+            + ["channels for half"],
+            rows,
+        )
+    )
+    if "byol" in d.variants and "random-init" in d.variants:
+        cmp_occ, z = _compare(d, "byol", "random-init", "occ_in_mask")
+        chance = d.mean("byol", "occ_chance")
+        below = [v for v in d.variants if d.mean(v, "occ_in_mask") < chance]
+        caveat = (
+            f" {'Every backbone' if len(below) == len(d.variants) else ', '.join(below)} puts less of its"
+            f" sensitivity on the object than the object's share of the image ({chance:.3f}): a patch of the"
+            " normalisation mean (grey) on the black background is itself a new bright square, so occluding"
+            " background moves the features as much as occluding the item. Here the occlusion numbers measure the"
+            " occluder as much as the backbone (a grey square on `shapes`' coloured backgrounds is a smaller change,"
+            " but the same caveat applies there in part)."
+            if below
+            else ""
+        )
+        add(
+            f"\n**Reading.** In-object share: {cmp_occ}:"
+            f" {_direction(z, 'BYOL looks at the object more', 'BYOL looks at it less', 'no clear difference')}."
+            + caveat
+            + f" The t-SNE map separates the classes for BYOL {d.ms('byol', 'tsne_knn_2d')} (5-NN),"
+            f" random-init {d.ms('random-init', 'tsne_knn_2d')}, supervised {d.ms('supervised', 'tsne_knn_2d')};"
+            f" BYOL's best stage is {max(cfg.layers, key=lambda layer: d.mean('byol', f'knn_{layer}'))}.\n"
+        )
+    if occ:
+        add(f"![occlusion on {name}](figures/{occ.name})\n")
+    if tsne:
+        add(f"![t-SNE on {name}](figures/{tsne.name})\n")
+
+
 def write_report(
     out_dir: str | Path,
     backbones: list[Any],
@@ -331,6 +428,7 @@ def write_report(
     *,
     suite_dir: str | Path = "results/ablation-predictor-momentum",
     patch_checks: dict[str, dict[int, dict[str, float]]] | None = None,
+    real: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``out_dir/README.md``, ``figures/*.png`` and ``summary.json``; return the README's path."""
     from zoo.io import atomic_write_json, atomic_write_text
@@ -377,6 +475,7 @@ def write_report(
     add("```bash")
     add(
         "byol-bench interpret --suite-dir results/ablation-predictor-momentum --out results/analysis/shapes \\\n"
+        + (f"    --real-suite {real['suite_dir']} \\\n" if real else "")
         + "".join(f"    --pretrain-run {k}={v['run_dir']} \\\n" for k, v in sorted(runs.items())).rstrip(" \\\n")
     )
     add("```\n")
@@ -856,12 +955,15 @@ def write_report(
     if figs["scatter"]:
         add("![measures against transfer](figures/transfer_scatter.png)\n")
 
+    if real:
+        _real_section(add, real, out)
+
     add("## What is not here\n")
     add(
         "- The projector / predictor and online / target rows exist only for the default `byol` (re-pretrained,"
         " 3 seeds); the other variants' published runs kept no heads or checkpoints.\n"
         "- Detection AP covers byol, random-init and supervised only (9 backbones), so its column is thin.\n"
-        "- No real-image (Fashion-MNIST) section yet.\n"
+        + ("" if real else "- No real-image (Fashion-MNIST) section.\n")
     )
     best_l = best_layer.get("byol", "?")
     brief = [

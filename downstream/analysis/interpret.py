@@ -26,6 +26,10 @@ the pictures need). Every measure is defined in the module that owns its maths; 
   ``tsne_images`` test images, with ``tsne_trustworthiness``, ``tsne_knn_2d`` and ``tsne_knn_features``
   (``maps.map_scores``).
 
+Other datasets (``cfg.dataset`` not a shapes set: Fashion-MNIST, MNIST) have no known factors: the object
+mask is then the non-black pixels (``object_masks``), η is taken with the class, and the factor measures
+are left out.
+
 Raw pixels have no stages or heads, and their 3,072 "channels" are pixels: channel, layer and ridge measures
 are left out for them (ridge probes on 3,072 columns take minutes each; the suite's ``nuisance`` record has
 them). Everything runs without gradients, modules in eval mode.
@@ -67,6 +71,7 @@ __all__ = [
     "FACTORS",
     "scalar_factors",
     "shape_masks",
+    "object_masks",
     "occlusion_measures",
     "occlusion_at_patch",
     "interpret_backbone",
@@ -129,6 +134,16 @@ class InterpretResult:
 def config_dict(cfg: InterpretConfig) -> dict[str, Any]:
     """``cfg`` as plain JSON types (tuples → lists), for records and cache keys."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+
+
+SHAPES_SETS = ("shapes", "shapes-upright")
+OBJECT_THRESHOLD = 0.02  # a pixel belongs to the object when its mean channel value exceeds this (≈ 5 / 255)
+
+
+def object_masks(x01: torch.Tensor, threshold: float = OBJECT_THRESHOLD) -> torch.Tensor:
+    """``N × S × S`` 0/1 object masks of images on a black background (Fashion-MNIST, MNIST): the pixels
+    brighter than ``threshold`` (mean over channels, images in [0, 1])."""
+    return (x01.mean(1) > threshold).float()
 
 
 def scalar_factors(factors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -230,8 +245,12 @@ def interpret_backbone(artifact: Any, cfg: InterpretConfig, *, dataset_options: 
         images, labels = load_dataset(cfg.dataset, split, opts).arrays()
         n = cfg.train_images if split == "train" else len(labels)
         data[split] = (to_unit_tensor(images[:n]), torch.from_numpy(np.asarray(labels[:n], dtype=np.int64)))
-    fac = {s: {k: v[: len(data[s][1])] for k, v in shape_factors(s, opts, name=cfg.dataset).items()} for s in data}
-    nuis = {s: scalar_factors(fac[s]) for s in data}
+    known = cfg.dataset in SHAPES_SETS  # factors and masks known; else the object mask is the non-black pixels
+    fac = {
+        s: {k: v[: len(data[s][1])] for k, v in shape_factors(s, opts, name=cfg.dataset).items()} if known else {}
+        for s in data
+    }
+    nuis = {s: scalar_factors(fac[s]) if known else {} for s in data}
     size = data["test"][0].shape[-1]
     y = {s: data[s][1] for s in data}
     pool = {s: embed_images(artifact, data[s][0], "pool") for s in data}
@@ -240,7 +259,11 @@ def interpret_backbone(artifact: Any, cfg: InterpretConfig, *, dataset_options: 
 
     # occlusion against the shape mask
     n_occ = min(cfg.occlusion_images, len(y["test"]))
-    masks = shape_masks(y["test"][:n_occ].numpy(), {k: v[:n_occ] for k, v in fac["test"].items()}, size)
+    masks = (
+        shape_masks(y["test"][:n_occ].numpy(), {k: v[:n_occ] for k, v in fac["test"].items()}, size)
+        if known
+        else object_masks(data["test"][0][:n_occ])
+    )
     occ, sens = occlusion_measures(artifact, data["test"][0][:n_occ], masks, cfg.patch)
     m.update(occ)
 
@@ -294,7 +317,7 @@ def interpret_backbone(artifact: Any, cfg: InterpretConfig, *, dataset_options: 
         for head in HEAD_LAYERS:
             if head in heads and "projector" in heads:
                 layer_feats[head] = {s: head_features(artifact, pool[s], head) for s in data}
-    targets = {name: {s: nuis[s][name] for s in data} for name in FACTORS}
+    targets = {name: {s: nuis[s][name] for s in data} for name in FACTORS} if known else {}
     for layer, feats in layer_feats.items():
         m[f"knn_{layer}"] = _knn_top1(cfg, feats["train"], y["train"], feats["test"], y["test"])
         if not raw and (layer == "pool" or layer in HEAD_LAYERS):  # raw pixels: the suite's nuisance record

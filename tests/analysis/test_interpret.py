@@ -93,3 +93,14 @@ def test_mean_std_formatting() -> None:
     assert mean_std([1.0, 2.0, 3.0])[:2] == (2.0, 1.0)
     assert math.isnan(mean_std([1.0])[1]) and mean_std([float("nan")])[2] == 0
     assert fmt_ms([0.1, 0.3]) == "0.200 ± 0.141" and fmt_ms([0.5]) == "0.500" and fmt_ms([]) == "–"
+
+
+def test_object_masks_are_the_non_black_pixels() -> None:
+    from downstream.analysis.interpret import object_masks
+
+    x = torch.zeros(2, 3, 8, 8)
+    x[0, :, 2:5, 3:6] = 0.5  # a 3 × 3 grey object
+    x[1, 0, 0, 0] = 0.03  # faint in one channel only: mean 0.01, below the threshold
+    m = object_masks(x)
+    assert m[0].sum() == 9 and m[0, 2:5, 3:6].all()
+    assert m[1].sum() == 0
