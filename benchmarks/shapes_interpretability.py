@@ -51,6 +51,7 @@ class Backbone:
     sha256: str
     metrics: dict[str, float] = field(default_factory=dict)  # "<evaluator>.<key>" from the suite's records
     det_source: str | None = None
+    det_preset: str | None = None  # the detection record's config preset (the protocol)
 
     @property
     def name(self) -> str:
@@ -108,9 +109,11 @@ def attach_detection(backbones: list[Backbone], folders: list[str | Path]) -> in
     for bb in backbones:
         rec = by_sha.get(bb.sha256)
         bb.metrics.pop("det.AP", None)
+        bb.det_source = bb.det_preset = None
         if rec is not None:
             bb.metrics["det.AP"] = float(rec["metrics"]["AP"])
             bb.det_source = rec["_path"]
+            bb.det_preset = str((rec.get("config") or {}).get("preset"))
             n += 1
     return n
 

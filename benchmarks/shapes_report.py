@@ -458,6 +458,10 @@ def write_report(
     V = d.variants
     seeds = {v: len([b for b in backbones if b.variant == v]) for v in V}
     n_det = sum(1 for b in backbones if "det.AP" in b.metrics)
+    det_by_variant = {v: sum(1 for b in backbones if b.variant == v and "det.AP" in b.metrics) for v in V}
+    det_desc = ", ".join(f"{v} × {n}" for v, n in det_by_variant.items() if n) or "none"
+    det_presets = ", ".join(sorted({str(b.det_preset) for b in backbones if "det.AP" in b.metrics})) or "–"
+    det_families = [v for v, n in det_by_variant.items() if n]
     total_s = sum(float(m.get("seconds", 0)) for m in measures.values())
     runs_s = sum(
         float(r[net]["seconds"]) for r in runs.values() for net in ("online", "target") if "seconds" in r.get(net, {})
@@ -892,8 +896,8 @@ def write_report(
     add("## 4. What does it mean downstream?\n")
     add(
         "Spearman ρ of each measure with the suite's kNN, linear top-1 and detection AP, across backbones (every"
-        f" seed a point; raw pixels has no channel measures; detection AP exists for {n_det} backbones: byol,"
-        " random-init, supervised). * p < 0.05, ** p < 0.01 (no correction for the 14 × 3 tests). Detection AP is"
+        f" seed a point; raw pixels has no channel measures; detection AP exists for {n_det} backbones: {det_desc};"
+        f" protocol {det_presets}). * p < 0.05, ** p < 0.01 (no correction for the 14 × 3 tests). Detection AP is"
         " read from whatever detection records name the same artifact, so re-running this command after new"
         " detection records land updates the column.\n"
     )
@@ -940,12 +944,14 @@ def write_report(
         )
     add(occ_line)
     det_n = int(table_all["occ_in_mask"]["suite:det.AP"]["n"])
+    det_order = " < ".join(sorted(det_families, key=lambda v: d.mean(v, "suite:det.AP")))
     add(
-        f"- **Detection: nothing can be said beyond the family order.** {det_n} backbones from three families"
-        " (random-init ≪ BYOL < supervised in AP) have detection AP; any measure that orders those three families"
-        " gets a high ρ, and within BYOL (3 backbones) no ρ can be tested."
+        f"- **Detection: nothing can be said beyond the family order.** {det_n} backbones from"
+        f" {len(det_families)} families ({det_order} in mean AP, protocol {det_presets}) have detection AP;"
+        f" any measure that orders those families gets a high ρ, and within BYOL"
+        f" ({sum(det_by_variant[v] for v in det_families if v not in BASELINES)} backbones) no ρ can be tested."
         if det_n < 12
-        else f"- Detection AP: {det_n} backbones."
+        else f"- Detection AP: {det_n} backbones (protocol {det_presets})."
     )
     add(
         "- With the baselines in, the families' order (supervised ≫ BYOL ≈ good variants > random-init,"
@@ -962,7 +968,8 @@ def write_report(
     add(
         "- The projector / predictor and online / target rows exist only for the default `byol` (re-pretrained,"
         " 3 seeds); the other variants' published runs kept no heads or checkpoints.\n"
-        "- Detection AP covers byol, random-init and supervised only (9 backbones), so its column is thin.\n"
+        f"- Detection AP covers {n_det} backbones ({det_desc}; protocol {det_presets}), so its column is thin;"
+        " re-run the command as the detection suite adds records.\n"
         + ("" if real else "- No real-image (Fashion-MNIST) section.\n")
     )
     best_l = best_layer.get("byol", "?")
@@ -997,8 +1004,8 @@ def write_report(
             f"Within BYOL, the shape-in-the-channels measures (top-10 η ρ"
             f" {table_byol['top_eta_shape']['suite:knn.top1_k20']['rho']:+.2f}) and t-SNE trustworthiness"
             f" (ρ {table_byol['tsne_trustworthiness']['suite:knn.top1_k20']['rho']:+.2f}) track kNN; occlusion does"
-            f" not (ρ {occ_b['rho']:+.2f}). Detection AP exists for {det_n} backbones of three families: no measure"
-            " can be said to predict it beyond the family order."
+            f" not (ρ {occ_b['rho']:+.2f}). Detection AP ({det_presets}) exists for {det_n} backbones"
+            f" ({det_desc}): no measure can be said to predict it beyond the family order."
         )
         + "\n",
     ]
