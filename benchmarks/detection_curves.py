@@ -31,7 +31,7 @@ METRICS = ("AP", "AP50")
 
 
 def collect(results: Path, variant_of: str | None = None) -> dict[str, dict[str, dict[int, list[dict[str, Any]]]]]:
-    """``{group: {row: {seed: curve}}}`` of every detection record under ``results/records`` with a curve."""
+    """``{"group (split)": {row: {seed: curve}}}`` of every detection record under ``results/records`` with a curve."""
     out: dict[str, dict[str, dict[int, list[dict[str, Any]]]]] = defaultdict(lambda: defaultdict(dict))
     files = sorted((results / "records").glob("*.json"))
     if not files:
@@ -47,8 +47,10 @@ def collect(results: Path, variant_of: str | None = None) -> dict[str, dict[str,
         row = bench.get("variant", f.stem)
         if variant_of and (m := re.fullmatch(variant_of, row)):
             row = m.group(1)
+        split = rec.get("selection", {}).get("split") or rec.get("config", {}).get("test_split", "?")
+        group = f"{bench.get('group', 'detection')} ({split})"  # the split the AP was measured on
         for t, curve in enumerate(curves):  # each trial is one more seed of the row
-            out[bench.get("group", "detection")][row][int(bench.get("seed", 0)) * 100 + t] = curve
+            out[group][row][int(bench.get("seed", 0)) * 100 + t] = curve
     return out
 
 
@@ -108,7 +110,7 @@ def plot(summary: dict[str, dict[str, list[dict[str, Any]]]], path: Path) -> Non
             for ax, x in ((ax_it, it), (ax_cpu, cpu)):
                 (line,) = ax.plot(x, ap, marker="o", label=f"{name} (n={pts[0]['n']})")
                 ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
-        ax_it.set(title=f"{group}: AP against iterations", xlabel="iteration", ylabel="box AP (val)")
+        ax_it.set(title=f"{group}: AP against iterations", xlabel="iteration", ylabel="box AP")
         ax_cpu.set(title=f"{group}: AP against training CPU time", xlabel="training CPU-minutes", ylabel="box AP")
         ax_it.legend(fontsize=8)
     fig.tight_layout()

@@ -34,6 +34,11 @@ class Trainer(DefaultTrainer):
     Every evaluation (each ``TEST.EVAL_PERIOD`` iterations and the final one) appends a point to ``curve``:
     the iteration, the training wall and process-CPU seconds spent so far (evaluation excluded) and the
     COCO box metrics, so that one run gives AP against iterations and against seconds.
+
+    An evaluation draws from torch's global RNG (its DataLoader iterator's base seed), which the RPN and ROI
+    samplers also use, so the evaluation period is part of the protocol: the same preset and overrides give
+    the same AP, but ``eval_period`` 300 and 0 do not give bit-identical models. It is in the preset
+    (``TEST.EVAL_PERIOD``) or, when overridden, in the job's identity.
     """
 
     def __init__(self, cfg: CfgNode) -> None:
@@ -99,7 +104,7 @@ def trial_main(cfg_yaml: str, splits: dict[str, tuple[str, str]]) -> None:
         timer = trainer.storage.history("time") if "time" in trainer.storage.histories() else None
         record = {
             "metrics": flatten_bbox(results),
-            "train_seconds": train_s,
+            "train_seconds": train_s,  # wall time of trainer.train(), periodic evaluations included
             "train_cpu_seconds": trainer.curve[-1]["train_cpu_seconds"] if trainer.curve else None,
             "eval_seconds": trainer._eval_wall,
             "curve": trainer.curve,  # AP at each evaluation (TEST.EVAL_PERIOD) and at the end

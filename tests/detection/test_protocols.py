@@ -26,14 +26,14 @@ def _tiny_opts(tmp_path: Path, **kw: int) -> DatasetOptions:
     return DatasetOptions(det_canvas=64, det_train_images=4, det_val_images=2, cache_dir=str(tmp_path / "data"), **kw)
 
 
-def _trainer(tmp_path: Path, preset: str, max_iter: int) -> Trainer:
+def _trainer(tmp_path: Path, preset: str, max_iter: int, arch: str = "resnet18-w16", route: str = "adapter") -> Trainer:
     opts = _tiny_opts(tmp_path)
     train, val = (load_dataset("shapes-det", s, opts) for s in ("train", "val"))
-    art = random_init_artifact(tmp_path / "art", arch="resnet18-w16")
+    art = random_init_artifact(tmp_path / "art", arch=arch)
     cfg = build_d2_config(
         load_preset(preset),
         DetectionConfig(preset=preset, max_iter=max_iter),
-        backbone=backbone_weights("adapter", load_artifact(art), tmp_path / "work"),
+        backbone=backbone_weights(route, load_artifact(art), tmp_path / "work"),
         mean=IMAGENET_MEAN, std=IMAGENET_STD, num_classes=train.num_classes,
         train_name=register_split(train.json_path, train.image_dir),
         test_name=register_split(val.json_path, val.image_dir),
@@ -50,13 +50,20 @@ def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("preset", "frozen"), [("shapes-det-frozen", True), ("shapes-det-ft", False)])
+@pytest.mark.parametrize(
+    ("preset", "frozen", "arch", "route"),
+    [
+        ("shapes-det-frozen", True, "resnet18-w16", "adapter"),
+        ("shapes-det-ft", False, "resnet18-w16", "adapter"),
+        ("shapes-det-frozen", True, "resnet18", "pkl"),  # detectron2's own ResNet, FREEZE_AT 5
+    ],
+)
 def test_frozen_preset_trains_the_heads_and_leaves_the_backbone_bit_identical(
-    tmp_path: Path, preset: str, frozen: bool
+    tmp_path: Path, preset: str, frozen: bool, arch: str, route: str
 ) -> None:
-    """Frozen: every backbone weight and BN statistic is unchanged after training while the FPN moved;
-    fine-tuned: the backbone moves too (so the check can fail)."""
-    trainer = _trainer(tmp_path, preset, max_iter=3)
+    """Frozen: every backbone weight and BN statistic is unchanged after training while the FPN moved, on both
+    routes; fine-tuned: the backbone moves too (so the check can fail)."""
+    trainer = _trainer(tmp_path, preset, max_iter=3, arch=arch, route=route)
     bottom_up, fpn_convs = trainer.model.backbone.bottom_up, trainer.model.backbone.fpn_lateral2
     before, fpn_before = _state(bottom_up), _state(fpn_convs)
     assert load_preset(preset).d2.get("MODEL.BACKBONE.FREEZE_AT", 0) == (5 if frozen else 0)
