@@ -59,6 +59,13 @@ def fmt_ms(values: Sequence[float], digits: int = 3, scale: float = 1.0) -> str:
     return f"{m:.{digits}f}" if n == 1 or not math.isfinite(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
+def fmt_seeds(values: Sequence[float]) -> str:
+    """Per-seed integer values joined by ``/`` (``–`` for none): for counts on a grid, where a mean over
+    seeds would be a count no seed had."""
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    return "/".join(f"{x:.0f}" for x in v) if v else "–"
+
+
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -88,6 +95,10 @@ class _Data:
     def ms(self, variant: str, key: str, digits: int = 3, scale: float = 1.0) -> str:
         """``mean ± std`` over the variant's seeds."""
         return fmt_ms(self.values(variant, key), digits, scale)
+
+    def seeds(self, variant: str, key: str) -> str:
+        """The variant's per-seed values as ``a/b/c`` (for grid counts such as ``channels_half``)."""
+        return fmt_seeds(self.values(variant, key))
 
     def mean(self, variant: str, key: str) -> float:
         """Mean over the variant's seeds."""
@@ -287,7 +298,7 @@ def _scatter_figure(
 
 _TRANSFER_MEASURES = [
     ("occ_in_mask", "occlusion in-mask share"),
-    ("occ_in_mask_ratio", "in-mask share / chance"),
+    ("occ_in_mask_ratio", "in-mask share / chance (per-image mean)"),
     ("pointing", "pointing game"),
     ("channels_half", "channels for half accuracy"),
     ("top1_channel_drop", "top channel's ablation drop"),
@@ -327,6 +338,70 @@ def _spearman_rows(d: _Data, subset: Callable[[Any], bool]) -> tuple[list[list[s
                 cells.append(f"– (n {int(s['n'])})")
         rows.append(cells)
     return rows, table
+
+
+def _strong(table: dict[str, Any], target: str) -> list[str]:
+    """The measures (class probes left out) with |ρ| ≥ 0.5 and p < 0.01 against ``target``: p is
+    ``transfer.spearman``'s, exact for small n, so 4 perfectly ordered backbones (p 0.083) are not among them."""
+    return [
+        f"{label} ({table[key][target]['rho']:+.2f})"
+        for key, label in _TRANSFER_MEASURES
+        if "class probe" not in label
+        and math.isfinite(table[key][target]["rho"])
+        and table[key][target]["p"] < 0.01
+        and abs(table[key][target]["rho"]) >= 0.5
+    ]
+
+
+# BYOL variants whose seeds collapsed (no predictor) or whose target stayed (near) its initialisation: the
+# occlusion-vs-kNN ρ is also given without them
+NOT_LEARNED = ("no-predictor", "tau-1", "tau-0.999")
+
+
+def _occlusion_vs_knn(d: _Data) -> dict[str, Any]:
+    """Spearman ρ of occlusion in-mask share and pointing game with kNN within BYOL, three ways: every seed
+    of every variant, the seeds of the variants not in ``NOT_LEARNED``, and one point per variant (its mean
+    over seeds; the seeds of one variant are not independent points)."""
+    from downstream.analysis.transfer import spearman
+
+    byol = [b for b in d.backbones if b.variant not in BASELINES]
+    learned = [b for b in byol if b.variant not in NOT_LEARNED]
+    variants = sorted({b.variant for b in byol})
+    knn = "suite:knn.top1_k20"
+    out: dict[str, Any] = {}
+    for key in ("occ_in_mask", "pointing"):
+        out[key] = {
+            "all": spearman({b.name: d.value(b, key) for b in byol}, {b.name: d.value(b, knn) for b in byol}),
+            "learned": spearman({b.name: d.value(b, key) for b in learned}, {b.name: d.value(b, knn) for b in learned}),
+            "variant_means": spearman({v: d.mean(v, key) for v in variants}, {v: d.mean(v, knn) for v in variants}),
+            "learned_variant_means": spearman(
+                {v: d.mean(v, key) for v in variants if v not in NOT_LEARNED},
+                {v: d.mean(v, knn) for v in variants if v not in NOT_LEARNED},
+            ),
+        }
+    return out
+
+
+def _knn_place(d: _Data, v: str) -> str:
+    """Where variant ``v``'s kNN lies against random-init and byol, by the page's rule (a difference of at
+    least two of the larger seed std, n = 3 seeds each)."""
+    key = "suite:knn.top1_k20"
+    _, z_ri = _compare(d, v, "random-init", key)
+    _, z_by = _compare(d, v, "byol", key)
+    ms = d.ms(v, key)
+    if _direction(z_ri, "up", "down", "same") == "same":
+        return f"`{v}` ≈ random-init (kNN {ms})"
+    if z_ri <= -2:
+        return f"`{v}` below random-init (kNN {ms})"
+    if z_by <= -2:
+        return f"`{v}` between random-init and byol (kNN {ms}: {z_ri:.1f} seed stds above random-init)"
+    return f"`{v}` as high as byol (kNN {ms})"
+
+
+def _rho_text(s: dict[str, float]) -> str:
+    if not math.isfinite(s["rho"]):
+        return f"– (n {int(s['n'])})"
+    return f"ρ {s['rho']:+.2f} (n {int(s['n'])}, p {s['p']:.2g})"
 
 
 def _add_map_r2(measures: dict[str, dict[str, Any]], cfg: Any) -> None:
@@ -372,7 +447,7 @@ def _real_section(add: Callable[[str], None], real: dict[str, Any], out: Path) -
             ]
             + [d.ms(v, "tsne_trustworthiness"), d.ms(v, "tsne_knn_2d")]
             + [d.ms(v, f"knn_{layer}") for layer in cfg.layers]
-            + [d.ms(v, "channels_half", 1)]
+            + [d.seeds(v, "channels_half")]
         )
     add(
         _table(
@@ -387,7 +462,7 @@ def _real_section(add: Callable[[str], None], real: dict[str, Any], out: Path) -
                 "5-NN in the map",
             ]
             + [f"kNN {layer}" for layer in cfg.layers]
-            + ["channels for half"],
+            + ["channels for half (per seed)"],
             rows,
         )
     )
@@ -560,7 +635,7 @@ def write_report(
             + [d.ms(v, "suite:geometry.effective_rank", 1), d.ms(v, "suite:geometry.std_normalized_sqrt_d", 2)]
             + [d.ms(v, "suite:geometry.std_normalized_sqrt_d_projector", 3)]
             + [d.ms(v, "suite:nuisance.bg_rgb_r2"), d.ms(v, "occ_in_mask"), d.ms(v, "occ_in_mask_ratio", 2)]
-            + [d.ms(v, "pointing"), d.ms(v, "channels_half", 1)]
+            + [d.ms(v, "pointing"), d.seeds(v, "channels_half")]
         )
     add(
         _table(
@@ -572,9 +647,9 @@ def write_report(
                 "std·√D (projector)",
                 "bg colour R²",
                 "occlusion in-mask",
-                "in-mask / chance",
+                "in-mask / chance (per-image mean)",
                 "pointing game",
-                "channels for half",
+                "channels for half (per seed)",
             ],
             rows,
         )
@@ -611,7 +686,7 @@ def write_report(
                 [net]
                 + [fmt_ms(run_vals(net, "knn.top1_k20", "eval")), fmt_ms(run_vals(net, "linear.top1", "eval"))]
                 + [fmt_ms(run_vals(net, k)) for k in ("knn_layer3", "occ_in_mask", "pointing", "tsne_trustworthiness")]
-                + [fmt_ms(run_vals(net, "channels_half"), 1)]
+                + [fmt_seeds(run_vals(net, "channels_half"))]
             )
         add(
             _table(
@@ -623,7 +698,7 @@ def write_report(
                     "occlusion in-mask",
                     "pointing game",
                     "t-SNE trust.",
-                    "channels for half",
+                    "channels for half (per seed)",
                 ],
                 rows,
             )
@@ -694,7 +769,9 @@ def write_report(
             " view), which makes the other view's x unpredictable and no augmentation does to y; the backbone too"
             " keeps less x than y, and the t-SNE maps below are laid out by y, not x. The momentum and predictor"
             " rows of the table above are the other module ablations: only `no-predictor` collapses (projector"
-            " std·√D near 0) and `tau-1` / `tau-0.999` stay near random-init.\n"
+            " std·√D near 0); slow or frozen targets, by the two-seed-std rule against random-init"
+            f" ({d.ms('random-init', 'suite:knn.top1_k20')}) and byol ({d.ms('byol', 'suite:knn.top1_k20')}):"
+            f" {'; '.join(_knn_place(d, v) for v in ('tau-1', 'tau-0.999'))}.\n"
         )
 
     else:
@@ -725,7 +802,7 @@ def write_report(
                 "seeds",
                 "in-mask share",
                 "chance (mask area)",
-                "share / chance",
+                "share / chance (mean of per-image ratios)",
                 "pointing game",
                 "pointing chance",
             ],
@@ -739,11 +816,14 @@ def write_report(
     more_occ = "BYOL looks at the shape more than random-init does"
     less_occ = "BYOL looks at the shape less than random-init does"
     same_occ = "BYOL does not look at the shape more than random-init does (difference under two seed stds)"
+    marginal = " — marginal: the page's rule (difference ≥ 2 × the larger seed std, n = 3 seeds each) is met"
+    marginal += f" by {z_occ:.2f} stds" if math.isfinite(z_occ) else ""
     add(
         f"\n**Reading.** {cmp_occ} (chance {chance:.3f}):"
-        f" {_direction(z_occ, more_occ, less_occ, same_occ)}."
+        f" {_direction(z_occ, more_occ, less_occ, same_occ)}{marginal if 2 <= abs(z_occ) < 3 else ''}."
         f" {cmp_sup}: {_direction(z_sup, 'supervised looks at the shape more', 'it looks at it less', same)}."
-        f" Pointing game: {cmp_pt} ({_direction(z_pt, 'BYOL higher', 'BYOL lower', 'no clear difference')})."
+        f" Pointing game: {cmp_pt} ({_direction(z_pt, 'BYOL higher', 'BYOL lower', 'no clear difference')});"
+        f" against its chance {d.mean('byol', 'pointing_chance'):.3f}, BYOL {d.mean('byol', 'pointing'):.3f}."
         f" Raw pixels: {d.ms('raw-pixels', 'occ_in_mask')} in-mask.\n"
     )
     patch_verdict = ""
@@ -778,8 +858,13 @@ def write_report(
             mb, sb, _ = mean_std(at("random-init", p, "occ_in_mask"))
             spread = max(x for x in (sa, sb, 0.0) if math.isfinite(x))
             z = (ma - mb) / spread if spread > 0 else math.nan
-            verdicts.append(f"{p} px: {_direction(z, 'more', 'less', 'no clear difference')} ({ma:.3f} vs {mb:.3f})")
-        patch_verdict = "BYOL vs random-init by patch size: " + "; ".join(verdicts) + "."
+            verdicts.append(
+                f"{p} px: {_direction(z, 'more', 'less', 'no clear difference')} ({ma:.3f} vs {mb:.3f}, {z:.2f} stds)"
+            )
+        patch_verdict = (
+            "BYOL vs random-init in-mask share by patch size (more / less = a difference of at least 2 × the larger"
+            " seed std, n = 3; 2-3 stds is marginal): " + "; ".join(verdicts) + "."
+        )
         add("\n" + patch_verdict + "\n")
     if figs["occlusion"]:
         add("![occlusion maps](figures/occlusion.png)\n")
@@ -816,8 +901,10 @@ def write_report(
         f"**Reading.** Every map keeps its neighbourhoods (trustworthiness ≥ {trust_lo:.3f}). Maps whose 5-NN class"
         f" accuracy reaches 0.5: {', '.join(separated) if separated else 'none'}."
         + "".join(
-            f" `{v}`'s map is laid out most by {_FACTOR_LABEL[f]} (map R² {d.ms(v, f'tsne_r2_{f}', 2)}) against"
-            f" 5-NN class accuracy {d.ms(v, 'tsne_knn_2d', 2)}."
+            f" Of the factors, `{v}`'s map is laid out most by {_FACTOR_LABEL[f]}"
+            f" (map R² {d.ms(v, f'tsne_r2_{f}', 2)});"
+            f" its 5-NN shape accuracy in the map is {d.ms(v, 'tsne_knn_2d', 2)} (10 classes, chance 0.10; an"
+            " accuracy, not on the R² scale)."
             for v, f in groups.items()
         )
         + "\n"
@@ -844,15 +931,16 @@ def write_report(
         "Importance of a channel = the val accuracy drop of a logistic probe (standardised features, L2 on val) when"
         " that channel alone is set to its mean. **Channels for half**: the fewest of the most important channels"
         f" (k in {', '.join(map(str, cfg.refit_ks))}, or all) on which a refitted probe reaches half of the full"
-        " probe's test accuracy above chance (10 %). What the 10 most important channels track: the correlation"
-        " ratio η with the shape and mean |r| with factors, beside the same over all channels.\n"
+        " probe's test accuracy above chance (10 %), given per seed (seeds 0/1/2) because k lies on that"
+        " power-of-two grid: a mean would be a count no seed had. What the 10 most important channels track: the"
+        " correlation ratio η with the shape and mean |r| with factors, beside the same over all channels.\n"
     )
     rows = []
     for v in V:
         if v == "raw-pixels":
             continue
         rows.append(
-            [f"`{v}`", d.ms(v, "probe_top1"), d.ms(v, "channels_half", 1), d.ms(v, "top1_channel_drop")]
+            [f"`{v}`", d.ms(v, "probe_top1"), d.seeds(v, "channels_half"), d.ms(v, "top1_channel_drop")]
             + [f"{d.ms(v, 'top_eta_shape', 2)} ({d.mean(v, 'all_eta_shape'):.2f})"]
             + [
                 f"{d.ms(v, f'top_r_{f}', 2)} ({d.mean(v, f'all_r_{f}'):.2f})"
@@ -864,7 +952,7 @@ def write_report(
             [
                 "variant",
                 "probe top-1",
-                "channels for half",
+                "channels for half (per seed)",
                 "top channel's drop",
                 "top-10 η shape (all)",
                 "top-10 |r| shape luma (all)",
@@ -875,6 +963,17 @@ def write_report(
             rows,
         )
     )
+    # the half-way target (chance + half the probe's gap above chance) is within noise of chance when it lies
+    # less than about two seed stds of a probe's accuracy (0.02-0.03 here) above chance
+    noisy = [v for v in V if v != "raw-pixels" and (d.mean(v, "probe_top1") - 0.1) / 2 < 0.06]
+    noisy_half = (
+        " For "
+        + ", ".join(f"`{v}` (target {0.1 + (d.mean(v, 'probe_top1') - 0.1) / 2:.3f})" for v in noisy)
+        + " the half-way target lies less than 0.06 above chance (about two seed stds of a probe's accuracy),"
+        " within test noise: their channel counts say little."
+        if noisy
+        else ""
+    )
     byol_colour = max(d.mean("byol", "top_r_bg_luma"), d.mean("byol", "top_r_fg_luma"))
     channel_reading = (
         "they respond more to the shape than to a colour"
@@ -882,8 +981,9 @@ def write_report(
         else "they respond more to a colour than to the shape"
     )
     add(
-        f"\n**Reading.** BYOL needs {d.ms('byol', 'channels_half', 1)} channels for half of its accuracy,"
-        f" supervised {d.ms('supervised', 'channels_half', 1)}, random-init {d.ms('random-init', 'channels_half', 1)}."
+        f"\n**Reading.** BYOL needs {d.seeds('byol', 'channels_half')} channels (per seed, on the power-of-two"
+        f" grid) for half of its accuracy, supervised {d.seeds('supervised', 'channels_half')}, random-init"
+        f" {d.seeds('random-init', 'channels_half')}.{noisy_half}"
         f" BYOL's most important channels: η with the shape {d.ms('byol', 'top_eta_shape', 2)} against |r| with"
         f" background luma {d.ms('byol', 'top_r_bg_luma', 2)} and shape luma {d.ms('byol', 'top_r_fg_luma', 2)}:"
         f" {channel_reading}"
@@ -897,7 +997,8 @@ def write_report(
     add(
         "Spearman ρ of each measure with the suite's kNN, linear top-1 and detection AP, across backbones (every"
         f" seed a point; raw pixels has no channel measures; detection AP exists for {n_det} backbones: {det_desc};"
-        f" protocol {det_presets}). * p < 0.05, ** p < 0.01 (no correction for the 14 × 3 tests). Detection AP is"
+        f" protocol {det_presets}). * p < 0.05, ** p < 0.01 (no correction for the 14 × 3 tests; p exact, over all"
+        f" orderings, for n < 10, else scipy's t-approximation). Detection AP is"
         " read from whatever detection records name the same artifact, so re-running this command after new"
         " detection records land updates the column.\n"
     )
@@ -909,39 +1010,48 @@ def write_report(
     add(f"\n**BYOL variants only** ({n_byol} backbones: does a measure rank BYOL runs by transfer?):\n")
     add(_table(["measure", "kNN top-1", "linear top-1", "detection AP"], rows_byol))
 
-    def strong(table: dict[str, Any], target: str) -> list[str]:
-        return [
-            f"{label} ({table[key][target]['rho']:+.2f})"
-            for key, label in _TRANSFER_MEASURES
-            if "class probe" not in label
-            and math.isfinite(table[key][target]["rho"])
-            and table[key][target]["p"] < 0.01
-            and abs(table[key][target]["rho"]) >= 0.5
-        ]
-
     add("\n**Reading.**")
     for t, tl in _TARGETS:
-        s_all, s_byol = strong(table_all, t), strong(table_byol, t)
+        s_all, s_byol = _strong(table_all, t), _strong(table_byol, t)
         add(
             f"- {tl}: across all backbones {', '.join(s_all) if s_all else 'no measure'} (|ρ| ≥ 0.5, p < 0.01);"
             f" within the BYOL variants {', '.join(s_byol) if s_byol else '**none**'}."
         )
     occ_b = table_byol["occ_in_mask"]["suite:knn.top1_k20"]
     pt_b = table_byol["pointing"]["suite:knn.top1_k20"]
-    if math.isfinite(occ_b["rho"]) and occ_b["rho"] < 0 and occ_b["p"] < 0.05:
-        occ_line = (
-            f"- **Looking at the shape does not predict transfer; within BYOL it points the wrong way**: occlusion"
-            f" in-mask share ρ {occ_b['rho']:+.2f} and pointing game ρ {pt_b['rho']:+.2f} with kNN. The collapsed"
-            f" `no-predictor` (in-mask {d.ms('no-predictor', 'occ_in_mask')}, kNN"
-            f" {d.ms('no-predictor', 'suite:knn.top1_k20')}) and `tau-1` (pointing {d.ms('tau-1', 'pointing')}) look"
-            " at the shape more than `byol` does while telling shapes apart far worse: where the sensitivity sits"
-            " is not what the features can separate."
+    ovk = _occlusion_vs_knn(d)
+    occ_l, pt_l = ovk["occ_in_mask"]["learned"], ovk["pointing"]["learned"]
+    occ_m, pt_m = ovk["occ_in_mask"]["variant_means"], ovk["pointing"]["variant_means"]
+
+    def negative(s: dict[str, float]) -> bool:
+        return math.isfinite(s["rho"]) and s["rho"] < 0 and s["p"] < 0.05
+
+    excluded = ", ".join(f"`{v}`" for v in NOT_LEARNED)
+    if negative(occ_b) and negative(occ_l):
+        head = "Looking at the shape does not predict transfer; within BYOL it points the wrong way"
+        tail = "the negative ρ holds also without them"
+    elif negative(occ_b):
+        head = (
+            "Looking at the shape does not predict transfer; within BYOL the negative ρ comes from the collapsed"
+            " and frozen-target variants"
         )
+        tail = "without them no ρ is significant" if not (negative(pt_l) or negative(occ_l)) else "part of it stays"
     else:
-        occ_line = (
-            f"- Occlusion within BYOL: in-mask share ρ {occ_b['rho']:+.2f} (p {occ_b['p']:.2g}), pointing game"
-            f" ρ {pt_b['rho']:+.2f} (p {pt_b['p']:.2g}) with kNN."
-        )
+        head = "Looking at the shape does not predict transfer within BYOL"
+        tail = "without them"
+    occ_line = (
+        f"- **{head}**: with every BYOL seed a point, occlusion in-mask share {_rho_text(occ_b)} and pointing"
+        f" game {_rho_text(pt_b)} with kNN. The collapsed `no-predictor` (in-mask"
+        f" {d.ms('no-predictor', 'occ_in_mask')},"
+        f" kNN {d.ms('no-predictor', 'suite:knn.top1_k20')}) and `tau-1` (pointing {d.ms('tau-1', 'pointing')})"
+        " look at the shape more than `byol` does while telling shapes apart far worse. Without"
+        f" {excluded} (the variants whose target collapsed or stayed near its initialisation): in-mask share"
+        f" {_rho_text(occ_l)}, pointing game {_rho_text(pt_l)}: {tail}. The seeds of one variant are not"
+        " independent points; over the variant means (one point per variant, p exact): in-mask share"
+        f" {_rho_text(occ_m)}, pointing game {_rho_text(pt_m)}; over the means of the other variants: in-mask"
+        f" share {_rho_text(ovk['occ_in_mask']['learned_variant_means'])}, pointing game"
+        f" {_rho_text(ovk['pointing']['learned_variant_means'])}."
+    )
     add(occ_line)
     det_n = int(table_all["occ_in_mask"]["suite:det.AP"]["n"])
     det_order = " < ".join(sorted(det_families, key=lambda v: d.mean(v, "suite:det.AP")))
@@ -985,26 +1095,27 @@ def write_report(
         " included).",
         f"2. **Modules.** The predictor is what keeps BYOL from collapsing (`no-predictor`: projector std·√D"
         f" {d.ms('no-predictor', 'suite:geometry.std_normalized_sqrt_d_projector')}, kNN"
-        f" {d.ms('no-predictor', 'suite:knn.top1_k20')}); slow or frozen targets (τ 0.999, 1) fall close to"
-        f" random-init (kNN {d.ms('tau-0.999', 'suite:knn.top1_k20')}, {d.ms('tau-1', 'suite:knn.top1_k20')} vs"
-        f" {d.ms('random-init', 'suite:knn.top1_k20')}). " + module_brief,
+        f" {d.ms('no-predictor', 'suite:knn.top1_k20')}); slow or frozen targets, against random-init"
+        f" ({d.ms('random-init', 'suite:knn.top1_k20')}) and byol ({d.ms('byol', 'suite:knn.top1_k20')}), by the"
+        f" two-seed-std rule: {'; '.join(_knn_place(d, v) for v in ('tau-1', 'tau-0.999'))}. " + module_brief,
         f"3. **Seen, with numbers.** Occlusion: {d.ms('byol', 'occ_in_mask')} of BYOL's sensitivity falls on the"
         f" shape (chance {d.mean('byol', 'occ_chance'):.3f}, random-init {d.ms('random-init', 'occ_in_mask')},"
-        f" supervised {d.ms('supervised', 'occ_in_mask')}; {patch_verdict.rstrip('.') or 'one patch size'})."
+        f" supervised {d.ms('supervised', 'occ_in_mask')}; {patch_verdict.rstrip('.') or 'one patch size'};"
+        f" pointing game {d.ms('byol', 'pointing')} against its chance {d.mean('byol', 'pointing_chance'):.3f})."
         " t-SNE maps are trustworthy"
-        f" ({d.ms('byol', 'tsne_trustworthiness')}), but BYOL's is laid out most by"
-        f" {_FACTOR_LABEL[groups.get('byol', 'cy')]} (map R² {d.ms('byol', 'tsne_r2_' + groups.get('byol', 'cy'), 2)}),"
-        " not by shape"
-        f" (5-NN class in the map {d.ms('byol', 'tsne_knn_2d')}). Shape kNN peaks at {best_l} for BYOL. Half of"
-        f" BYOL's probe accuracy above chance needs {d.ms('byol', 'channels_half', 1)} channels (supervised"
-        f" {d.ms('supervised', 'channels_half', 1)}), and its most important channels track colour (|r| with"
+        f" ({d.ms('byol', 'tsne_trustworthiness')}); of the factors, BYOL's is laid out most by"
+        f" {_FACTOR_LABEL[groups.get('byol', 'cy')]} (map R² {d.ms('byol', 'tsne_r2_' + groups.get('byol', 'cy'), 2)});"
+        f" the shape's 5-NN accuracy in the map is {d.ms('byol', 'tsne_knn_2d')} (10 classes, chance 0.10)."
+        f" Shape kNN peaks at {best_l} for BYOL. Half of"
+        f" BYOL's probe accuracy above chance needs {d.seeds('byol', 'channels_half')} channels (supervised"
+        f" {d.seeds('supervised', 'channels_half')}), and its most important channels track colour (|r| with"
         f" background luma {d.ms('byol', 'top_r_bg_luma', 2)}) more than shape (η {d.ms('byol', 'top_eta_shape', 2)}).",
         "4. **Downstream.** "
         + (
-            f"Within BYOL, the shape-in-the-channels measures (top-10 η ρ"
-            f" {table_byol['top_eta_shape']['suite:knn.top1_k20']['rho']:+.2f}) and t-SNE trustworthiness"
-            f" (ρ {table_byol['tsne_trustworthiness']['suite:knn.top1_k20']['rho']:+.2f}) track kNN; occlusion does"
-            f" not (ρ {occ_b['rho']:+.2f}). Detection AP ({det_presets}) exists for {det_n} backbones"
+            f"Within BYOL (every seed a point), the measures with |ρ| ≥ 0.5 and p < 0.01 against kNN:"
+            f" {', '.join(_strong(table_byol, 'suite:knn.top1_k20')) or 'none'}. Occlusion in-mask share:"
+            f" {_rho_text(occ_b)}; without {excluded}: {_rho_text(occ_l)}. Detection AP ({det_presets}) exists for"
+            f" {det_n} backbones"
             f" ({det_desc}): no measure can be said to predict it beyond the family order."
         )
         + "\n",

@@ -15,7 +15,7 @@ from downstream.analysis.neurons import (
     kept_accuracy_curve,
     probe_accuracy,
 )
-from downstream.analysis.transfer import spearman, spearman_table
+from downstream.analysis.transfer import exact_spearman_p, spearman, spearman_table
 
 
 def _class_in_channel(n: int = 600, d: int = 8, informative: int = 5, k: int = 4) -> tuple:
@@ -105,6 +105,25 @@ def test_spearman_on_known_orders() -> None:
     assert np.isnan(spearman(a, partial)["rho"]) and spearman(a, partial)["n"] == 2.0  # too few pairs
     table = spearman_table({"m": a}, {"knn": up, "det": {"b0": 1.0, "b1": 1.0, "b2": 1.0, "b3": 1.0}})
     assert table["m"]["knn"]["n"] == 6.0 and np.isnan(table["m"]["det"]["rho"])  # a constant target: no rho
+
+
+def test_spearman_p_is_exact_for_few_backbones() -> None:
+    # 4 perfectly ordered backbones: 2 of the 24 orders give |rho| = 1, so p = 1/12, not significant
+    # (scipy's t-approximation says p = 0 here)
+    a = {f"b{i}": float(i) for i in range(4)}
+    s = spearman(a, {k: 10.0 * v for k, v in a.items()})
+    assert s["rho"] == pytest.approx(1.0) and s["p"] == pytest.approx(2 / 24) and s["p"] > 0.05
+    from benchmarks.shapes_report import _TRANSFER_MEASURES, _strong
+
+    table = {key: {"det": s} for key, _ in _TRANSFER_MEASURES}
+    assert _strong(table, "det") == []
+    # the exact p agrees with a brute-force count on a case with ties, and with scipy for larger n
+    xs, ys = [1.0, 2.0, 2.0, 3.0, 5.0], [2.0, 1.0, 4.0, 3.0, 6.0]
+    assert exact_spearman_p(xs, ys) == pytest.approx(spearman(dict(enumerate(xs)), dict(enumerate(ys)))["p"])
+    rng = np.random.default_rng(0)
+    x = {i: float(v) for i, v in enumerate(rng.random(40))}
+    y = {i: v + float(rng.normal(0, 0.3)) for i, v in x.items()}
+    assert 0 < spearman(x, y)["p"] < 0.01
 
 
 def test_channels_for_fraction_on_a_coarse_grid_of_channel_counts() -> None:

@@ -52,7 +52,11 @@ def test_the_occlusion_reading_follows_the_numbers(tmp_path: Path) -> None:
     bbs, ms = _measures({"byol": 0.5, "random-init": 0.25}, rng)
     checks = {b.name: {8: {"occ_in_mask": 0.3 + 0.01 * b.seed, "pointing": 0.5, "pointing_chance": 0.56}} for b in bbs}
     text8 = write_report(tmp_path / "d", bbs, ms, {}, CFG, patch_checks=checks).read_text()
-    assert "4 px: more (0.505 vs 0.255); 8 px: no clear difference (0.310 vs 0.310)" in text8
+    assert "4 px: more (0.505 vs 0.255, 50.00 stds); 8 px: no clear difference (0.310 vs 0.310, 0.00 stds)" in text8
+    # a lead of 2-3 seed stds is called marginal, with its size
+    close = write_report(tmp_path / "e", *_measures({"byol": 0.3, "random-init": 0.2888}, rng), {}, CFG)
+    assert "more than random-init does — marginal: the page's rule" in close.read_text()
+    assert "marginal" not in text.split("### Occlusion, quantified")[1].split("**Does the patch")[0]
     for heading in ("## 1. What does", "## 2. How does", "## 3. How can", "## 4. What does it mean"):
         assert heading in text
     assert (tmp_path / "a" / "figures" / "occlusion.png").is_file() and (tmp_path / "a" / "summary.json").is_file()
