@@ -1134,6 +1134,7 @@ def write_report(
         },
         "spearman_all": table_all,
         "spearman_byol": table_byol,
+        "occlusion_vs_knn_byol": ovk,
         "runs": runs,
         "detection_sources": {b.name: b.det_source for b in backbones if b.det_source},
     }

@@ -60,3 +60,12 @@ def test_the_occlusion_reading_follows_the_numbers(tmp_path: Path) -> None:
     for heading in ("## 1. What does", "## 2. How does", "## 3. How can", "## 4. What does it mean"):
         assert heading in text
     assert (tmp_path / "a" / "figures" / "occlusion.png").is_file() and (tmp_path / "a" / "summary.json").is_file()
+
+
+def test_slow_targets_are_placed_by_the_two_std_rule() -> None:
+    from benchmarks.shapes_report import _Data, _knn_place
+
+    levels = {"byol": 0.36, "random-init": 0.2, "tau-1": 0.21, "tau-0.999": 0.25}  # kNN seed std 0.01
+    d = _Data(*_measures(levels, np.random.default_rng(0)))
+    assert _knn_place(d, "tau-1").startswith("`tau-1` ≈ random-init")
+    assert _knn_place(d, "tau-0.999").startswith("`tau-0.999` between random-init and byol")
