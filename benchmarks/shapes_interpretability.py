@@ -209,6 +209,41 @@ def patch_checks(
     return out
 
 
+def half_checks(
+    items: list[tuple[str, str, str]], out_dir: Path, cfg: Any, *, log: Any = print
+) -> dict[str, dict[str, float]]:
+    """``channels_half`` bisected below its power-of-two grid point (``interpret.channels_half_exact``), cached
+    per backbone as ``<out>/records/<name>.half.json`` like ``measure_backbones``; raw pixels are skipped."""
+    from downstream.analysis.interpret import channels_half_exact, config_dict
+    from downstream.artifacts import RAW_PIXELS, resolve_artifact
+    from zoo.io import atomic_write_json, code_version
+
+    cfg_d = config_dict(cfg)
+    out: dict[str, dict[str, float]] = {}
+    for name, artifact, sha in items:
+        if artifact == RAW_PIXELS:
+            continue
+        present = Path(artifact).is_dir()
+        path = out_dir / "records" / f"{name}.half.json"
+        rec = _cached(path, sha, cfg_d, present)
+        if rec is None:
+            if not present:
+                raise FileNotFoundError(f"{name}: artifact {artifact} is missing and {path} has no record for it")
+            start = time.perf_counter()
+            rec = {
+                "name": name,
+                "artifact": {"path": artifact, "sha256": sha},
+                "config": cfg_d,
+                "code_version": code_version(),
+                "metrics": channels_half_exact(resolve_artifact(artifact), cfg),
+            }
+            rec["seconds"] = round(time.perf_counter() - start, 1)
+            atomic_write_json(path, rec)
+            log(f"{name}: channels for half, bisected, in {rec['seconds']} s")
+        out[name] = rec["metrics"]
+    return out
+
+
 def _sha_of(artifact: str) -> str:
     from downstream.artifacts import RAW_PIXELS
 
@@ -339,6 +374,11 @@ def main(argv: list[str]) -> int:
         runs = _pretrain_runs(args.pretrain_run, out, backbones, cfg, log)
         real = _real_suite(args.real_suite, out, cfg, log) if args.real_suite else None
         checks = patch_checks([(b.name, b.artifact, b.sha256) for b in backbones], out, cfg, CHECK_PATCHES, log=log)
+        halves = half_checks([(b.name, b.artifact, b.sha256) for b in backbones], out, cfg, log=log)
+        for name, half in halves.items():  # the grid value must be the cached one: same probe, same order
+            if half["channels_half_grid"] != measures[name]["metrics"].get("channels_half"):
+                log(f"{name}: bisection's grid k {half['channels_half_grid']} != cached channels_half")
+            measures[name]["metrics"]["channels_half_exact"] = half["channels_half_exact"]
     except (ValueError, FileNotFoundError, KeyError) as exc:
         print(f"byol-bench interpret: error: {exc}", file=sys.stderr)
         return 2

@@ -319,11 +319,16 @@ _TARGETS = [
 ]
 
 
-def _spearman_rows(d: _Data, subset: Callable[[Any], bool]) -> tuple[list[list[str]], dict[str, Any]]:
+def _spearman_rows(
+    d: _Data, subset: Callable[[Any], bool], half: str = "channels_half"
+) -> tuple[list[list[str]], dict[str, Any]]:
     from downstream.analysis.transfer import spearman_table
 
     bbs = [b for b in d.backbones if subset(b)]
-    measures = {k: {b.name: d.value(b, k) for b in bbs} for k, _ in _TRANSFER_MEASURES}
+    # the "channels_half" row reads ``half`` (the bisected count where there is one)
+    measures = {
+        k: {b.name: d.value(b, half if k == "channels_half" else k) for b in bbs} for k, _ in _TRANSFER_MEASURES
+    }
     targets = {k: {b.name: d.value(b, k) for b in bbs} for k, _ in _TARGETS}
     table = spearman_table(measures, targets)
     rows = []
@@ -462,7 +467,7 @@ def _real_section(add: Callable[[str], None], real: dict[str, Any], out: Path) -
                 "5-NN in the map",
             ]
             + [f"kNN {layer}" for layer in cfg.layers]
-            + ["channels for half (per seed)"],
+            + ["channels for half (per seed, power-of-two grid)"],
             rows,
         )
     )
@@ -511,6 +516,10 @@ def write_report(
     out = Path(out_dir)
     _add_map_r2(measures, cfg)
     d = _Data(backbones, measures)
+    # channels for half: bisected below its grid point where every backbone has that measure, else the grid
+    exact_half = all(math.isfinite(d.value(b, "channels_half_exact")) for b in backbones if b.variant != "raw-pixels")
+    half = "channels_half_exact" if exact_half else "channels_half"
+    half_how = "bisected between grid points" if exact_half else "on the power-of-two grid"
     fig_dir = out / "figures"
     figs = {
         "occlusion": _occlusion_figure(d, fig_dir / "occlusion.png", cfg),
@@ -635,7 +644,7 @@ def write_report(
             + [d.ms(v, "suite:geometry.effective_rank", 1), d.ms(v, "suite:geometry.std_normalized_sqrt_d", 2)]
             + [d.ms(v, "suite:geometry.std_normalized_sqrt_d_projector", 3)]
             + [d.ms(v, "suite:nuisance.bg_rgb_r2"), d.ms(v, "occ_in_mask"), d.ms(v, "occ_in_mask_ratio", 2)]
-            + [d.ms(v, "pointing"), d.seeds(v, "channels_half")]
+            + [d.ms(v, "pointing"), d.seeds(v, half)]
         )
     add(
         _table(
@@ -698,7 +707,7 @@ def write_report(
                     "occlusion in-mask",
                     "pointing game",
                     "t-SNE trust.",
-                    "channels for half (per seed)",
+                    "channels for half (per seed, power-of-two grid)",
                 ],
                 rows,
             )
@@ -931,16 +940,24 @@ def write_report(
         "Importance of a channel = the val accuracy drop of a logistic probe (standardised features, L2 on val) when"
         " that channel alone is set to its mean. **Channels for half**: the fewest of the most important channels"
         f" (k in {', '.join(map(str, cfg.refit_ks))}, or all) on which a refitted probe reaches half of the full"
-        " probe's test accuracy above chance (10 %), given per seed (seeds 0/1/2) because k lies on that"
-        " power-of-two grid: a mean would be a count no seed had. What the 10 most important channels track: the"
-        " correlation ratio η with the shape and mean |r| with factors, beside the same over all channels.\n"
+        " probe's test accuracy above chance (10 %)"
+        + (
+            "; below the first grid k that reaches it, the smallest k is then found by bisection between the grid"
+            " point below and that k (refitted probes on the top-k channels, assuming accuracy grows with k"
+            " there; `neurons.bisect_channels`, records `*.half.json`)"
+            if exact_half
+            else ", on that power-of-two grid"
+        )
+        + ". Given per seed (seeds 0/1/2): a mean of counts would be a count no seed had. What the 10 most"
+        " important channels track: the correlation ratio η with the shape and mean |r| with factors, beside the"
+        " same over all channels.\n"
     )
     rows = []
     for v in V:
         if v == "raw-pixels":
             continue
         rows.append(
-            [f"`{v}`", d.ms(v, "probe_top1"), d.seeds(v, "channels_half"), d.ms(v, "top1_channel_drop")]
+            [f"`{v}`", d.ms(v, "probe_top1"), d.seeds(v, half), d.ms(v, "top1_channel_drop")]
             + [f"{d.ms(v, 'top_eta_shape', 2)} ({d.mean(v, 'all_eta_shape'):.2f})"]
             + [
                 f"{d.ms(v, f'top_r_{f}', 2)} ({d.mean(v, f'all_r_{f}'):.2f})"
@@ -981,9 +998,8 @@ def write_report(
         else "they respond more to a colour than to the shape"
     )
     add(
-        f"\n**Reading.** BYOL needs {d.seeds('byol', 'channels_half')} channels (per seed, on the power-of-two"
-        f" grid) for half of its accuracy, supervised {d.seeds('supervised', 'channels_half')}, random-init"
-        f" {d.seeds('random-init', 'channels_half')}.{noisy_half}"
+        f"\n**Reading.** BYOL needs {d.seeds('byol', half)} channels (per seed, {half_how}) for half of its"
+        f" accuracy, supervised {d.seeds('supervised', half)}, random-init {d.seeds('random-init', half)}.{noisy_half}"
         f" BYOL's most important channels: η with the shape {d.ms('byol', 'top_eta_shape', 2)} against |r| with"
         f" background luma {d.ms('byol', 'top_r_bg_luma', 2)} and shape luma {d.ms('byol', 'top_r_fg_luma', 2)}:"
         f" {channel_reading}"
@@ -1002,10 +1018,10 @@ def write_report(
         " read from whatever detection records name the same artifact, so re-running this command after new"
         " detection records land updates the column.\n"
     )
-    rows_all, table_all = _spearman_rows(d, lambda b: True)
+    rows_all, table_all = _spearman_rows(d, lambda b: True, half)
     add("**All backbones** (BYOL variants and baselines):\n")
     add(_table(["measure", "kNN top-1", "linear top-1", "detection AP"], rows_all))
-    rows_byol, table_byol = _spearman_rows(d, lambda b: b.variant not in BASELINES)
+    rows_byol, table_byol = _spearman_rows(d, lambda b: b.variant not in BASELINES, half)
     n_byol = len([b for b in backbones if b.variant not in BASELINES])
     add(f"\n**BYOL variants only** ({n_byol} backbones: does a measure rank BYOL runs by transfer?):\n")
     add(_table(["measure", "kNN top-1", "linear top-1", "detection AP"], rows_byol))
@@ -1107,14 +1123,15 @@ def write_report(
         f" {_FACTOR_LABEL[groups.get('byol', 'cy')]} (map R² {d.ms('byol', 'tsne_r2_' + groups.get('byol', 'cy'), 2)});"
         f" the shape's 5-NN accuracy in the map is {d.ms('byol', 'tsne_knn_2d')} (10 classes, chance 0.10)."
         f" Shape kNN peaks at {best_l} for BYOL. Half of"
-        f" BYOL's probe accuracy above chance needs {d.seeds('byol', 'channels_half')} channels (supervised"
-        f" {d.seeds('supervised', 'channels_half')}), and its most important channels track colour (|r| with"
+        f" BYOL's probe accuracy above chance needs {d.seeds('byol', half)} channels per seed ({half_how};"
+        f" supervised {d.seeds('supervised', half)}), and its most important channels track colour (|r| with"
         f" background luma {d.ms('byol', 'top_r_bg_luma', 2)}) more than shape (η {d.ms('byol', 'top_eta_shape', 2)}).",
         "4. **Downstream.** "
         + (
             f"Within BYOL (every seed a point), the measures with |ρ| ≥ 0.5 and p < 0.01 against kNN:"
-            f" {', '.join(_strong(table_byol, 'suite:knn.top1_k20')) or 'none'}. Occlusion in-mask share:"
-            f" {_rho_text(occ_b)}; without {excluded}: {_rho_text(occ_l)}. Detection AP ({det_presets}) exists for"
+            f" {', '.join(_strong(table_byol, 'suite:knn.top1_k20')) or 'none'}. Occlusion in-mask share"
+            f" {_rho_text(occ_b)} and pointing game {_rho_text(pt_b)}; without {excluded}: {_rho_text(occ_l)} and"
+            f" {_rho_text(pt_l)}. Detection AP ({det_presets}) exists for"
             f" {det_n} backbones"
             f" ({det_desc}): no measure can be said to predict it beyond the family order."
         )

@@ -13,9 +13,9 @@ the pictures need). Every measure is defined in the module that owns its maths; 
   L2 strength chosen on val; importance = val accuracy drop when one channel is set to its mean; probes
   refitted (same L2) on the ``k`` most important channels, ``k`` in ``refit_ks``, give the curve of test
   accuracy against ``k`` and ``channels_half``: the smallest such ``k`` reaching half of the full probe's test
-  accuracy above chance (a power of two: the resolution of the grid). What the ``top_channels`` most
-  important channels track on test: ``top_eta_shape`` (mean correlation ratio with the shape) and
-  ``top_r_<factor>`` (mean ``|r|`` with each factor), with the same means over all channels
+  accuracy above chance (a power of two: the resolution of the grid; ``channels_half_exact`` bisects below
+  it). What the ``top_channels`` most important channels track on test: ``top_eta_shape`` (mean correlation
+  ratio with the shape) and ``top_r_<factor>`` (mean ``|r|`` with each factor), with the same means over all channels
   (``all_eta_shape``, ``all_r_<factor>``) as the reference.
 - probes and kNN banks use the first ``train_images`` training images (half the split, for time).
 - **layers and heads**: kNN top-1 (k = 20, T = 0.07, train → test; the suite's kNN) of each ResNet stage
@@ -55,6 +55,7 @@ from downstream.analysis.embed import HEAD_LAYERS, artifact_heads, embed_images,
 from downstream.analysis.maps import map_scores
 from downstream.analysis.neurons import (
     abs_correlation,
+    bisect_channels,
     channel_ablation_importance,
     channels_for_fraction,
     correlation_ratio,
@@ -232,6 +233,49 @@ def occlusion_at_patch(
 
 
 @torch.no_grad()
+def channels_half_exact(artifact: Any, cfg: InterpretConfig, *, dataset_options: Any = None) -> dict[str, float]:
+    """``channels_half`` without the grid: the same probe, importance order and refits as
+    ``interpret_backbone`` (so ``channels_half_grid`` repeats its ``channels_half``), then
+    ``neurons.bisect_channels`` between the grid point below and the grid ``k``."""
+    from zoo.datasets import DatasetOptions, load_dataset
+
+    opts = dataset_options or DatasetOptions()
+    artifact.model.eval()
+    data = {}
+    for split in ("train", "val", "test"):
+        images, labels = load_dataset(cfg.dataset, split, opts).arrays()
+        n = cfg.train_images if split == "train" else len(labels)
+        data[split] = (to_unit_tensor(images[:n]), torch.from_numpy(np.asarray(labels[:n], dtype=np.int64)))
+    y = {s: data[s][1] for s in data}
+    pool = {s: embed_images(artifact, data[s][0], "pool") for s in data}
+    chance = 1.0 / (int(y["train"].max()) + 1)
+    tr, va, te = standardize(pool["train"], pool["val"], pool["test"])
+    n_cls = int(y["train"].max()) + 1
+    best, _, models = sweep_l2(tr, y["train"], va, y["val"], n_cls, list(cfg.probe_l2), max_iter=cfg.probe_max_iter)
+    W, b = models[best]
+    full = probe_accuracy(te, y["test"], W, b)
+    order = channel_ablation_importance(va, y["val"], W, b).argsort(descending=True, stable=True)
+    acc: dict[int, float] = {te.shape[1]: full}
+
+    def refit(k: int) -> float:
+        if k not in acc:
+            keep = order[:k]
+            Wk, bk = fit_logistic_regression(
+                tr[:, keep], y["train"], n_cls, cfg.probe_l2[best], max_iter=cfg.probe_max_iter
+            )
+            acc[k] = probe_accuracy(te[:, keep], y["test"], Wk, bk)
+        return acc[k]
+
+    ks = [k for k in cfg.refit_ks if k < te.shape[1]] + [te.shape[1]]
+    grid = channels_for_fraction(np.asarray([refit(k) for k in ks]), full, chance, cfg.half, ks=ks)
+    target = chance + cfg.half * (full - chance)
+    exact = grid
+    if grid > 0 and refit(grid) >= target - 1e-12:  # else no k on the grid reaches it: keep the last k
+        lo = max([k for k in ks if k < grid], default=0)
+        exact = bisect_channels(refit, lo, grid, target)
+    return {"channels_half_grid": float(grid), "channels_half_exact": float(exact), "probe_top1": full}
+
+
 def interpret_backbone(artifact: Any, cfg: InterpretConfig, *, dataset_options: Any = None) -> InterpretResult:
     """Every measure of the module docstring for one loaded artifact (``downstream.artifacts.resolve_artifact``)."""
     from downstream.analysis.figures import project_2d

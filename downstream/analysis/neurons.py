@@ -17,10 +17,13 @@ fixed linear probe ``(W K × D, b K)`` fitted on them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
 __all__ = [
+    "bisect_channels",
     "probe_accuracy",
     "channel_ablation_importance",
     "kept_accuracy_curve",
@@ -73,6 +76,20 @@ def channels_for_fraction(
         return 0
     reached = np.flatnonzero(np.asarray(curve) - chance >= fraction * (full - chance) - 1e-12)
     return int(ks[reached[0]]) if len(reached) else int(ks[-1])
+
+
+def bisect_channels(accuracy_of: Callable[[int], float], lo: int, hi: int, target: float) -> int:
+    """The smallest ``k`` in ``(lo, hi]`` with ``accuracy_of(k) ≥ target``, by bisection, given that ``hi``
+    reaches it and ``lo`` does not (``channels_for_fraction`` on a coarse grid gives both). It assumes the
+    accuracy grows with ``k`` between them (a refitted probe on more of the top channels), so it asks for
+    about log2(hi − lo) values of ``accuracy_of``."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if accuracy_of(mid) >= target - 1e-12:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def abs_correlation(x: torch.Tensor | np.ndarray, factor: np.ndarray) -> np.ndarray:

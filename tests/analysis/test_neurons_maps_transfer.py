@@ -9,6 +9,7 @@ import torch
 from downstream.analysis.maps import loo_knn_accuracy, loo_knn_r2, map_scores
 from downstream.analysis.neurons import (
     abs_correlation,
+    bisect_channels,
     channel_ablation_importance,
     channels_for_fraction,
     correlation_ratio,
@@ -132,6 +133,19 @@ def test_channels_for_fraction_on_a_coarse_grid_of_channel_counts() -> None:
     assert channels_for_fraction(curve, 0.9, 0.1, 0.25, ks=[1, 4, 16, 64]) == 4
     with pytest.raises(ValueError, match="channel counts"):
         channels_for_fraction(curve, 0.9, 0.1, ks=[1, 2])
+
+
+def test_bisect_channels_finds_the_count_between_grid_points() -> None:
+    asked: list[int] = []
+
+    def acc(k: int) -> float:
+        asked.append(k)
+        return k / 100  # accuracy grows with the channels kept
+
+    assert bisect_channels(acc, 8, 16, 0.11) == 11  # the grid said 16; 11 is the first count reaching 0.11
+    assert len(asked) <= 3  # log2(16 - 8) refits
+    assert bisect_channels(acc, 0, 1, 0.005) == 1  # nothing between the grid points
+    assert bisect_channels(acc, 4, 8, 0.08) == 8  # only the grid point itself reaches it
 
 
 def test_knn_r2_in_a_map_finds_the_factor_it_is_laid_out_by() -> None:
