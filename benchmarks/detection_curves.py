@@ -25,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zoo.io import atomic_write_json, atomic_write_text  # noqa: E402
-from zoo.records import read_record  # noqa: E402
+from zoo.records import RecordError, read_record  # noqa: E402
 
 METRICS = ("AP", "AP50")
 
@@ -37,7 +37,10 @@ def collect(results: Path, variant_of: str | None = None) -> dict[str, dict[str,
     if not files:
         raise SystemExit(f"{results / 'records'}: no records")
     for f in files:
-        rec = read_record(f)
+        try:
+            rec = read_record(f).data  # checksum verified: a tampered record stops the script, naming the file
+        except RecordError as exc:
+            raise SystemExit(str(exc)) from exc
         if rec.get("evaluator") != "detection":
             continue
         curves = rec.get("selection", {}).get("curves") or []

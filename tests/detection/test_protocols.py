@@ -145,3 +145,29 @@ def test_curves_are_averaged_over_seeds_per_iteration() -> None:
     assert row["iter"] == 300 and row["n"] == 2
     assert row["AP"] == pytest.approx(12.0) and row["AP_std"] == pytest.approx(2.8284271, rel=1e-6)
     assert row["train_cpu_seconds"] == pytest.approx(70.0)
+
+
+def test_curves_are_collected_from_sealed_records_by_group_split_and_row(tmp_path: Path) -> None:
+    """detection_curves.collect reads checksummed records, keeps detection records with a curve, groups them by
+    evaluation and split, maps per-seed variant names to their row, and refuses a tampered record."""
+    from benchmarks.detection_curves import collect
+    from zoo.records import write_record
+
+    def rec(variant: str, seed: int, ap: float, evaluator: str = "detection") -> dict:
+        curve = [{"iter": 300, "AP": ap / 2}, {"iter": 600, "AP": ap}]
+        return {"evaluator": evaluator, "benchmark": {"group": "det", "variant": variant, "seed": seed},
+                "selection": {"split": "test", "curves": [curve]}, "metrics": {"AP": ap}}  # fmt: skip
+
+    (tmp_path / "records").mkdir()
+    write_record(tmp_path / "records" / "a.json", rec("byol-s0", 0, 10.0))
+    write_record(tmp_path / "records" / "b.json", rec("byol-s1", 1, 12.0))
+    write_record(tmp_path / "records" / "c.json", rec("byol", 0, 99.0, evaluator="knn"))
+    out = collect(tmp_path, variant_of=r"(.*)-s\d+$")
+    assert list(out) == ["det (test)"] and list(out["det (test)"]) == ["byol"]
+    assert sorted(out["det (test)"]["byol"]) == [0, 100]
+    assert out["det (test)"]["byol"][100][-1]["AP"] == 12.0
+    bad = json.loads((tmp_path / "records" / "a.json").read_text())
+    bad["metrics"]["AP"] = 50.0
+    (tmp_path / "records" / "a.json").write_text(json.dumps(bad))
+    with pytest.raises(SystemExit, match="a.json"):
+        collect(tmp_path)
