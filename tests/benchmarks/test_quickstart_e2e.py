@@ -26,7 +26,7 @@ SMALL = [
     "evaluations.2.overrides=[max_iter=2, trials=1]",
     "expected=[[random-init, knn.top1_k20, '>', 0.15], [byol, knn.top1_k20, '>', 0.12],"
     " [byol, linear.top1, '>', 0.12], [random-init, linear.top1, '>', 0.13], [raw-pixels, knn.top1_k20, '>', 0.15],"
-    " [byol, det.AP, '>=', 0.0]]",
+    " [byol, det-smoke.AP, '>=', 0.0]]",
 ]
 
 
@@ -42,7 +42,7 @@ def test_quickstart_twice(tmp_path, capsys):
     store = Store(tmp_path / "qs")
     md = (store.root / "leaderboard" / "leaderboard.md").read_text()
     assert "| byol" in md and "| random-init (baseline)" in md and "| raw-pixels" in md
-    assert "knn: top1_k20" in md and "det: AP" in md
+    assert "knn: top1_k20" in md and "det-smoke: AP" in md
     states = {p.name: read_json(p) for p in (store.root / "jobs").glob("*.json")}
     assert len(states) == 9 and all(s["status"] == "done" and s["attempts"] == 1 for s in states.values())
     # an artifact job's record points at its upstream artifact, whose hash the record carries
