@@ -129,6 +129,43 @@ def _cached(path: Path, sha: str, cfg: dict[str, Any], artifact_present: bool) -
     return rec
 
 
+def _measured(
+    path: Path,
+    name: str,
+    artifact: str,
+    sha: str,
+    cfg_d: dict[str, Any],
+    present: bool,
+    measure: Any,
+    log: Any,
+    what: str,
+) -> dict[str, Any]:
+    """The record at ``path`` when it still holds for this artifact and config (``_cached``), else ``measure()``'s
+    fields in a new record (name, artifact, config, code version, creation time, seconds), written atomically and
+    logged as ``<name>: <what> in <seconds> s``."""
+    from zoo.io import atomic_write_json, code_version
+
+    rec = _cached(path, sha, cfg_d, present)
+    if rec is not None:
+        return rec
+    if not present:
+        raise FileNotFoundError(f"{name}: artifact {artifact} is missing and {path} has no record for it")
+    start = time.perf_counter()
+    body = measure()
+    rec = {
+        "name": name,
+        "artifact": {"path": artifact, "sha256": sha},
+        "config": cfg_d,
+        "code_version": code_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(time.perf_counter() - start, 1),
+        **body,
+    }
+    atomic_write_json(path, rec)
+    log(f"{name}: {what} in {rec['seconds']} s")
+    return rec
+
+
 def measure_backbones(
     items: list[tuple[str, str, str]],
     out_dir: Path,
@@ -143,34 +180,20 @@ def measure_backbones(
 
     from downstream.analysis.interpret import config_dict, interpret_backbone
     from downstream.artifacts import RAW_PIXELS, resolve_artifact
-    from zoo.io import atomic_write_json, code_version
 
     cfg_d = config_dict(cfg)
     out: dict[str, dict[str, Any]] = {}
     for name, artifact, sha in items:
         path = (records_dir or out_dir / "records") / f"{name}.json"
         present = artifact == RAW_PIXELS or Path(artifact).is_dir()
-        rec = _cached(path, sha, cfg_d, present)
-        if rec is None:
-            if not present:
-                raise FileNotFoundError(f"{name}: artifact {artifact} is missing and {path} has no record for it")
-            start = time.perf_counter()
+
+        def measure(artifact: str = artifact) -> dict[str, Any]:
             torch.manual_seed(0)
-            result = interpret_backbone(resolve_artifact(artifact), cfg, dataset_options=dataset_options)
-            body = result.to_json()
+            body = interpret_backbone(resolve_artifact(artifact), cfg, dataset_options=dataset_options).to_json()
             body["occlusion"] = body["occlusion"][:8] if body["occlusion"] else None  # pictures only
-            rec = {
-                "name": name,
-                "artifact": {"path": artifact, "sha256": sha},
-                "config": cfg_d,
-                "code_version": code_version(),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "seconds": round(time.perf_counter() - start, 1),
-                **body,
-            }
-            atomic_write_json(path, rec)
-            log(f"{name}: measured in {rec['seconds']} s")
-        out[name] = rec
+            return body
+
+        out[name] = _measured(path, name, artifact, sha, cfg_d, present, measure, log, "measured")
     return out
 
 
@@ -181,7 +204,6 @@ def patch_checks(
     as ``<out>/records/<name>.patch<P>.json`` like ``measure_backbones``."""
     from downstream.analysis.interpret import config_dict, occlusion_at_patch
     from downstream.artifacts import RAW_PIXELS, resolve_artifact
-    from zoo.io import atomic_write_json, code_version
 
     out: dict[str, dict[int, dict[str, float]]] = {}
     for name, artifact, sha in items:
@@ -189,22 +211,11 @@ def patch_checks(
         for patch in patches:
             cfg_d = {**config_dict(cfg), "patch": patch}
             path = out_dir / "records" / f"{name}.patch{patch}.json"
-            rec = _cached(path, sha, cfg_d, present)
-            if rec is None:
-                if not present:
-                    raise FileNotFoundError(f"{name}: artifact {artifact} is missing and {path} has no record for it")
-                start = time.perf_counter()
-                metrics = occlusion_at_patch(resolve_artifact(artifact), cfg, patch)
-                rec = {
-                    "name": name,
-                    "artifact": {"path": artifact, "sha256": sha},
-                    "config": cfg_d,
-                    "code_version": code_version(),
-                    "seconds": round(time.perf_counter() - start, 1),
-                    "metrics": metrics,
-                }
-                atomic_write_json(path, rec)
-                log(f"{name}: occlusion with {patch}-px patches in {rec['seconds']} s")
+            rec = _measured(
+                path, name, artifact, sha, cfg_d, present,
+                lambda a=artifact, k=patch: {"metrics": occlusion_at_patch(resolve_artifact(a), cfg, k)},
+                log, f"occlusion with {patch}-px patches",
+            )  # fmt: skip
             out.setdefault(name, {})[patch] = rec["metrics"]
     return out
 
@@ -216,7 +227,6 @@ def half_checks(
     per backbone as ``<out>/records/<name>.half.json`` like ``measure_backbones``; raw pixels are skipped."""
     from downstream.analysis.interpret import channels_half_exact, config_dict
     from downstream.artifacts import RAW_PIXELS, resolve_artifact
-    from zoo.io import atomic_write_json, code_version
 
     cfg_d = config_dict(cfg)
     out: dict[str, dict[str, float]] = {}
@@ -225,21 +235,11 @@ def half_checks(
             continue
         present = Path(artifact).is_dir()
         path = out_dir / "records" / f"{name}.half.json"
-        rec = _cached(path, sha, cfg_d, present)
-        if rec is None:
-            if not present:
-                raise FileNotFoundError(f"{name}: artifact {artifact} is missing and {path} has no record for it")
-            start = time.perf_counter()
-            rec = {
-                "name": name,
-                "artifact": {"path": artifact, "sha256": sha},
-                "config": cfg_d,
-                "code_version": code_version(),
-                "metrics": channels_half_exact(resolve_artifact(artifact), cfg),
-            }
-            rec["seconds"] = round(time.perf_counter() - start, 1)
-            atomic_write_json(path, rec)
-            log(f"{name}: channels for half, bisected, in {rec['seconds']} s")
+        rec = _measured(
+            path, name, artifact, sha, cfg_d, present,
+            lambda a=artifact: {"metrics": channels_half_exact(resolve_artifact(a), cfg)},
+            log, "channels for half, bisected",
+        )  # fmt: skip
         out[name] = rec["metrics"]
     return out
 
