@@ -205,7 +205,7 @@ def make_plan(suite: SuiteSpec, resolvers: Resolvers | None = None) -> Plan:
                 spec = {
                     "evaluator": ev.evaluator,
                     "dataset": ev.dataset,
-                    "dataset_options": dict(ev.dataset_options),
+                    "dataset_options": {**ev.dataset_options, **suite.variants[name].dataset_options},
                     "config": eval_cfg,
                     "config_path": config,
                     "overrides": list(ev.overrides),

@@ -11,7 +11,7 @@
       random-init: {kind: random-init, overrides: [arch=resnet18, image_size=32]}
       supervised:  {kind: supervised, overrides: [epochs=5]}
       mine:        {kind: artifact, path: /somewhere/my-artifact}   # evaluated as is, once per seed
-      pixels:      {kind: raw-pixels}
+      pixels:      {kind: raw-pixels, dataset_options: {image_size: 32}}  # over each evaluation's options
     evaluations:
       - {evaluator: knn, dataset: digits-m}
       - {evaluator: linear, dataset: digits-m, overrides: [epochs=20]}
@@ -35,9 +35,10 @@ variable (``load_suite(..., require_env=False)`` leaves it in place, so ``--dry-
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -77,6 +78,9 @@ class VariantSpec:
     label: str | None = None  # display name in tables (default: the variant's key)
     seeds: list[int] | None = None  # default: the suite's seeds
     gpus: int | None = None  # pretrain only: GPUs for this variant's job (default executor.gpus_per_job)
+    # zoo.datasets.DatasetOptions fields laid over every evaluation's dataset_options for this variant's jobs:
+    # e.g. raw-pixels at 32 px while the evaluations leave image_size to each artifact's own input size
+    dataset_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,16 @@ def parse_expectation(item: Any, key: str = "expected") -> Expectation:
     return Expectation(variant, metric, item[2], float(target) if not isinstance(target, str) else target, margin)
 
 
+def _check_dataset_options(options: dict[str, Any], key: str, err: Callable[[str, str], ConfigError]) -> None:
+    """Every key of a ``dataset_options`` mapping must be a ``DatasetOptions`` field (a typo is an error)."""
+    from zoo.datasets import DatasetOptions
+
+    known = {f.name for f in dataclasses.fields(DatasetOptions)}
+    for name in options:
+        if name not in known:
+            raise err(f"{key}.{name}", f"is not a dataset option (known: {', '.join(sorted(known))})")
+
+
 def _validate(suite: SuiteSpec, src: str) -> None:
     def err(key: str, msg: str) -> ConfigError:
         return ConfigError(f"{src}: key '{key}' {msg}")
@@ -276,6 +290,7 @@ def _validate(suite: SuiteSpec, src: str) -> None:
         for i, o in enumerate(v.overrides):
             if "=" not in o:
                 raise err(f"{key}.overrides[{i}]", f"= {o!r} must look like key.subkey=value")
+        _check_dataset_options(v.dataset_options, f"{key}.dataset_options", err)
     groups: set[str] = set()
     for i, e in enumerate(suite.evaluations):
         key = f"evaluations[{i}]"
@@ -284,6 +299,7 @@ def _validate(suite: SuiteSpec, src: str) -> None:
         if e.group in groups:
             raise err(f"{key}.name", f"'{e.group}' is used twice; give one of them another name")
         groups.add(e.group)
+        _check_dataset_options(e.dataset_options, f"{key}.dataset_options", err)
         for j, v in enumerate(e.variants or []):
             if v not in suite.variants:
                 raise err(f"{key}.variants[{j}]", f"= {v!r} is not a variant of this suite")

@@ -54,6 +54,8 @@ def test_good_suite_defaults(tmp_path):
         ("expected=[[byol, knn.top1, '>', supervised]]", "expected[0]"),
         ("expected=[[byol, linear.top1, 0.5, 0.1]]", "expected[0]"),
         ("typo_key=1", "typo_key"),
+        ("variants.byol.dataset_options={image_sise: 48}", "variants.byol.dataset_options.image_sise"),
+        ("evaluations.0.dataset_options={rot: /data}", "evaluations[0].dataset_options.rot"),
     ],
 )
 def test_bad_key_is_named(tmp_path, override, key):
@@ -116,3 +118,19 @@ def test_duplicate_variant_key_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"duplicate key 'byol' on line 4 and line 6") as exc:
         load(tmp_path, text=text)
     assert str(tmp_path / "s.yaml") in str(exc.value)
+
+
+def test_variant_dataset_options_reach_its_jobs_and_only_its_jobs(tmp_path):
+    """A variant's ``dataset_options`` lie over each evaluation's: raw pixels stated at 32 px plan the very job
+    (same id, same options) that an evaluation stating 32 px planned, while the artifacts keep their own size."""
+    pytest.importorskip("pretrain.config")
+    from benchmarks.runner.plan import make_plan
+
+    path = REPO / "benchmarks" / "suites" / "quickstart.yaml"
+    at_32 = make_plan(load_suite(path, ["evaluations.0.dataset_options={image_size: 32}"]))
+    own = make_plan(load_suite(path, ["variants.raw-pixels.dataset_options={image_size: 32}"]))
+    knn = lambda plan, variant: [j for j in plan.jobs if j.variant == variant and j.group == "knn"]  # noqa: E731
+    assert [j.id for j in knn(own, "raw-pixels")] == [j.id for j in knn(at_32, "raw-pixels")]
+    assert [j.spec["dataset_options"] for j in knn(own, "raw-pixels")] == [{"image_size": 32}]
+    assert all(j.spec["dataset_options"] == {} for j in knn(own, "byol"))
+    assert {j.id for j in knn(own, "byol")}.isdisjoint(j.id for j in knn(at_32, "byol"))
