@@ -214,13 +214,19 @@ class LocalExecutor:
 
         outcomes: dict[str, JobOutcome] = {}
         pending = list(jobs)
-        running: dict[Any, Job] = {}
+        # one single-worker pool per running job: a worker that dies (OOM killer, kill -9) breaks only its own
+        # pool. A shared pool, once broken, fails every job still in it and refuses new ones, so one killed job
+        # stopped its siblings mid-run and the rest of the suite with them.
+        running: dict[Any, tuple[Job, ProcessPoolExecutor]] = {}
         ids = {j.id for j in jobs}
-        # workers die with the runner: a parent-death signal in each (kill -9 of the runner), and SIGTERM of
-        # the runner stops the pool before exiting (issue 24.3: orphans idled at ~1 GB each, forever)
-        pool = ProcessPoolExecutor(
-            self.workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent, initargs=(os.getpid(),)
-        )
+        context = mp.get_context("spawn")
+
+        def start(job: Job) -> None:
+            # workers die with the runner: a parent-death signal in each (kill -9 of the runner), and SIGTERM of
+            # the runner stops the pools before exiting (issue 24.3: orphans idled at ~1 GB each, forever)
+            pool = ProcessPoolExecutor(1, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),))
+            running[pool.submit(execute_job, str(store.root), job.to_dict(), fns)] = (job, pool)
+
         with _sigterm_exits():
             try:
                 while pending or running:
@@ -238,21 +244,21 @@ class LocalExecutor:
                         elif all(d in outcomes for d in deps) and len(running) < self.workers:
                             pending.remove(job)
                             log(f"[start] {job.describe()} (job {job.id})")
-                            running[pool.submit(execute_job, str(store.root), job.to_dict(), fns)] = job
+                            start(job)
                     if not running:
                         continue
                     done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                     for fut in done:
-                        job = running.pop(fut)
+                        job, pool = running.pop(fut)
                         try:
                             outcomes[job.id] = fut.result()
                         except Exception as exc:  # noqa: BLE001 - a worker crashed hard (e.g. killed)
                             outcomes[job.id] = JobOutcome(job.id, "failed", f"worker died: {exc}")
                             store.write_state(job, "failed", error=outcomes[job.id].error)
+                        pool.shutdown(wait=True)
                         _log_outcome(outcomes[job.id], log)
-                pool.shutdown(wait=True)
             except BaseException:  # SIGTERM (SystemExit), Ctrl-C, or a bug here: never leave workers behind
-                stopped = _stop_pool(pool)
+                stopped = _stop_pools([pool for _, pool in running.values()])
                 log(f"runner stopped: {stopped} worker process(es) terminated; run the same command again to resume")
                 raise
         return [outcomes[j.id] for j in jobs]
@@ -309,14 +315,16 @@ def _sigterm_exits() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
-def _stop_pool(pool: Any, grace_s: float = 20.0) -> int:
-    """Cancel what has not started and terminate the workers (SIGTERM, then SIGKILL after ``grace_s``).
+def _stop_pools(pools: list[Any], grace_s: float = 20.0) -> int:
+    """Cancel what has not started and terminate the pools' workers (SIGTERM to all, then SIGKILL to those
+    still alive after ``grace_s``, one grace for all of them).
 
     The grace lets a pretraining worker finish its step and write its checkpoint on SIGTERM (``pretrain``
     exits 75 then), within Slurm's default 30 s between SIGTERM and SIGKILL.
     """
-    procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
-    pool.shutdown(wait=False, cancel_futures=True)
+    procs = [p for pool in pools for p in (getattr(pool, "_processes", None) or {}).values()]  # shutdown forgets
+    for pool in pools:
+        pool.shutdown(wait=False, cancel_futures=True)
     for p in procs:
         if p.is_alive():
             p.terminate()

@@ -3,12 +3,14 @@
 A fake artifact job writes ``artifact/meta.json`` with the ``quality`` from its (fake) config; a fake eval
 job returns a record whose metric is that quality plus a seed-dependent offset. Every call appends
 ``start <id>`` / ``end <id>`` to ``$BENCH_FAKE_LOG`` so tests can count what ran. ``fail=true`` in a config
-raises, ``sleep=<s>`` waits (to be killed in the middle).
+raises, ``sleep=<s>`` waits (to be killed in the middle), ``die=true`` kills its own process (SIGKILL, as the
+OOM killer would).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,8 @@ def fake_artifact(job: Job, run_dir: Path) -> None:
     cfg = job.spec["config"]
     if cfg.get("sleep"):
         time.sleep(float(cfg["sleep"]))
+    if cfg.get("die"):
+        os.kill(os.getpid(), signal.SIGKILL)
     if cfg.get("fail"):
         raise RuntimeError(f"boom in {job.variant}")
     atomic_write_json(run_dir / "artifact" / "meta.json", {"quality": cfg.get("quality", 0.0), "seed": job.seed})

@@ -255,6 +255,28 @@ def test_parallel_local_workers(tmp_path, fake_env):
             assert pos[("end", d)] < pos[("start", j.id)]
 
 
+def test_a_killed_worker_stops_only_its_own_job(tmp_path, fake_env):
+    """A worker killed mid-job (kill -9, the OOM killer) fails that job and blocks its evaluations; the job
+    running beside it finishes and every other job still runs (a shared pool, once broken, failed them all)."""
+    extra = ["seeds=[0]", "variants.weak.overrides=[die=true, sleep=1]"]
+    extra += ["variants.byol.overrides=[quality=0.8, sleep=3]"]
+    plan = make_plan(toy_suite(tmp_path, extra=extra), fakes.FAKE_RESOLVERS)
+    store = Store(tmp_path / "res")
+    lines: list[str] = []
+    outcomes = {o.job_id: o for o in run_plan(plan, store, LocalExecutor(workers=2), fakes.FAKE_FNS, log=lines.append)}
+    for job in plan.jobs:
+        o = outcomes[job.id]
+        if job.variant == "weak" and job.kind != "eval":
+            assert o.status == "failed" and "worker died" in o.error, o
+        elif job.variant == "weak":
+            assert o.status == "blocked", o
+        else:
+            assert o.status == "done", (job.describe(), o)
+            assert store.is_done(job)
+    ends = {j for e, j in fakes.read_log(fake_env) if e == "end"}
+    assert ends == {j.id for j in plan.jobs if j.variant != "weak"}
+
+
 @pytest.mark.parametrize("cluster", ["debug", "local"])
 def test_submitit_executor(tmp_path, fake_env, cluster):
     suite = toy_suite(tmp_path, extra=["seeds=[0]", "variants.weak.overrides=[fail=true]"])
