@@ -28,10 +28,23 @@ def curve(run_dir: Path) -> list[dict[str, Any]]:
     rows = [r for r in read_metrics(run_dir) if r.get("kind") == "epoch" and "knn_val_top1" in r]
     if not rows:
         raise SystemExit(f"{run_dir / 'metrics.jsonl'}: no epoch record with knn_val_top1")
-    return [
-        {"epoch": r["epoch"], "step": r["step"], "train_s": r.get("train_s", 0.0), "knn_val_top1": r["knn_val_top1"]}
-        for r in rows
-    ]
+    out, offset, last = [], 0.0, 0.0
+    for r in rows:
+        row = {
+            "epoch": r["epoch"],
+            "step": r["step"],
+            "train_s": r.get("train_s", 0.0),
+            "knn_val_top1": r["knn_val_top1"],
+        }
+        if r["epoch"] > 0 and row["train_s"] + offset < last:
+            # runs before 2026-12-06 restarted train_s at 0 on resume: go on from the last epoch's clock, which
+            # leaves out the steps between that epoch's end and the checkpoint resumed from (under one epoch)
+            offset = last
+            row["clock_restarted"] = True
+        row["train_s"] += offset
+        last = row["train_s"]
+        out.append(row)
+    return out
 
 
 def main() -> None:

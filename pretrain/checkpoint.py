@@ -240,11 +240,13 @@ def checkpoint_state(
     step: int,
     epoch: int,
     epoch_proj_std: list[float] | None = None,
+    train_s: float = 0.0,
 ) -> dict[str, Any]:
     """The checkpoint dict: online + target networks, optimiser, grad scaler, step, epoch, RNG states.
 
     ``epoch_proj_std``: the per-step ``proj_std`` values of the epoch in progress, so that a run resumed
-    mid-epoch logs that epoch's mean over all its steps, as an uninterrupted run does.
+    mid-epoch logs that epoch's mean over all its steps, as an uninterrupted run does. ``train_s``: the training
+    seconds so far (without kNN passes and saves), so that a resumed run's ``train_s`` goes on from there.
     """
     return {
         "online": {
@@ -259,6 +261,7 @@ def checkpoint_state(
         "epoch": epoch,
         "rng": rng_state(),
         "epoch_proj_std": [float(v) for v in (epoch_proj_std or [])],
+        "train_s": float(train_s),
     }
 
 

@@ -474,6 +474,7 @@ def _train(
 
     # ---- resume ------------------------------------------------------------------------------------
     start = 0
+    train_s0 = 0.0  # training seconds before this process (checkpointed): train_s is cumulative over resumes
     epoch_std: list[float] = []  # proj_std of each step of the epoch in progress (checkpointed)
     metrics = MetricsLog(run_dir / "metrics.jsonl", d.main, run_dir / "tensorboard" if cfg.run.tensorboard else None)
     loaded = load_checkpoint(run_dir, map_location=device) if resume else None
@@ -489,6 +490,7 @@ def _train(
             raise CheckpointError(f"{loaded.path} does not fit this run's model: {type(exc).__name__}: {exc}") from exc
         start = int(ckpt["step"])
         epoch_std = [float(v) for v in ckpt.get("epoch_proj_std", [])]  # absent in checkpoints of older versions
+        train_s0 = float(ckpt.get("train_s", 0.0))
         d.barrier()
         if d.main:
             settle_checkpoints(run_dir, loaded)  # set a rejected newer file aside; its checksum file matches
@@ -551,7 +553,8 @@ def _train(
             log.error(msg)
             raise TrainingDiverged(msg)
         if d.main:
-            save_checkpoint(checkpoint_state(raw, opt, scaler, step, step // spe, epoch_std), run_dir)
+            state = checkpoint_state(raw, opt, scaler, step, step // spe, epoch_std, train_seconds())
+            save_checkpoint(state, run_dir)
         saved_step = step
 
     ref_std = 1.0 / math.sqrt(cfg.heads.projector_out)
@@ -580,6 +583,10 @@ def _train(
     step_model.train()
     step = start
     loop_t0, knn_s, checkpoint_s = time.perf_counter(), 0.0, 0.0  # train_s = loop time without kNN and saves
+
+    def train_seconds() -> float:
+        return train_s0 + time.perf_counter() - loop_t0 - knn_s - checkpoint_s
+
     try:
         while step < total:
             epoch, i = divmod(step, spe)
@@ -664,7 +671,7 @@ def _train(
                 mean_std = float(np.mean(epoch_std))
                 epoch_std = []
                 collapsed = mean_std < cfg.run.collapse_std * ref_std
-                train_s = time.perf_counter() - loop_t0 - knn_s - checkpoint_s
+                train_s = train_seconds()
                 knn_t0 = time.perf_counter()
                 acc = (
                     run_knn()

@@ -41,3 +41,17 @@ def test_a_run_without_knn_records_is_an_error_naming_it(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["x", "--out", str(tmp_path / "o"), f"R={tmp_path / 'r'}"])
     with pytest.raises(SystemExit, match="no epoch record"):
         recipe_curves.main()
+
+
+def test_a_clock_restarted_by_a_resume_goes_on_from_the_last_epoch(tmp_path):
+    """Runs resumed before train_s was checkpointed logged it from 0 again; the curve must not fold back."""
+    run = tmp_path / "r"
+    run.mkdir()
+    clock = [0.0, 150.0, 300.0, 90.0, 240.0]  # resumed during epoch 3
+    lines = [
+        {"kind": "epoch", "epoch": e, "step": 10 * e, "train_s": t, "knn_val_top1": 0.5} for e, t in enumerate(clock)
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    rows = recipe_curves.curve(run)
+    assert [r["train_s"] for r in rows] == [0.0, 150.0, 300.0, 390.0, 540.0]
+    assert [bool(r.get("clock_restarted")) for r in rows] == [False, False, False, True, False]

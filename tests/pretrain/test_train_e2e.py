@@ -100,6 +100,9 @@ def test_stop_and_resume_equals_one_go(tmp_path):
     la = [(r["step"], r["loss"]) for r in read_metrics(full) if r["kind"] == "step"]
     lb = [(r["step"], r["loss"]) for r in read_metrics(part) if r["kind"] == "step"]
     assert la == lb
+    # the training clock goes on across the resume (it restarted at 0, so curves against seconds folded back)
+    clock = [r["train_s"] for r in read_metrics(part) if r["kind"] == "epoch" and r["epoch"] > 0]
+    assert len(clock) == 4 and all(a < b for a, b in zip(clock, clock[1:])), clock
     # resuming with a different (non run-control) config is refused, naming the key
     with pytest.raises(ConfigError, match="optim.base_lr"):
         train(tiny_config("run.epochs=4", "run.stop_after_epochs=3", "optim.base_lr=0.3"), part)
