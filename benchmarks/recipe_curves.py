@@ -75,10 +75,11 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for name, c in curves.items():
+    for i, (name, c) in enumerate(curves.items()):
         e = c["epochs"]
-        axes[0].plot([r["step"] for r in e], [r["knn_val_top1"] for r in e], marker="o", label=name)
-        axes[1].plot([r["train_s"] for r in e], [r["knn_val_top1"] for r in e], marker="o", label=name)
+        style = {"marker": "os^"[i // 20 % 3], "color": plt.get_cmap("tab20")(i % 20), "label": name}  # distinct
+        axes[0].plot([r["step"] for r in e], [r["knn_val_top1"] for r in e], **style)
+        axes[1].plot([r["train_s"] for r in e], [r["knn_val_top1"] for r in e], **style)
     axes[0].set_xlabel("training step")
     axes[1].set_xlabel("training seconds (wall, this process; a shared 2-core machine)")
     axes[0].set_ylabel("val kNN top-1 (k 20)")
