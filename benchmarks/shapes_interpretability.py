@@ -306,36 +306,57 @@ def _pretrain_runs(specs: list[str], out_dir: Path, backbones: list[Backbone], c
     return runs
 
 
-def _real_suite(suite_dir: str, out: Path, cfg: Any, log: Any) -> dict[str, Any]:
-    """The real-image section's backbones (from the suite's kNN records) and their measures."""
+def real_image_size(rec: dict[str, Any]) -> int | None:
+    """The input size a kNN record evaluated at (``dataset.options.image_size``; None: the artifact's own)."""
+    size = (rec.get("dataset") or {}).get("options", {}).get("image_size")
+    return int(size) if size is not None else None
+
+
+def _real_suite(suite_dir: str, out: Path, cfg: Any, log: Any) -> list[dict[str, Any]]:
+    """The real-image sections' backbones (from the suite's kNN records) and their measures, one group per input
+    size the suite evaluated at: each backbone is measured at its own kNN record's size (a 48-px backbone at 48,
+    a 32-px one at 32), never at the first record's size for all. Measures are cached per size, under
+    ``records/<dataset>/<size>px/``."""
     from dataclasses import replace
 
     from zoo.datasets import DatasetOptions
 
-    recs = _records(Path(suite_dir) / "records")
-    knn = next((r for r in recs if r["evaluator"] == "knn"), None)
-    if knn is None:
+    knn = [r for r in _records(Path(suite_dir) / "records") if r["evaluator"] == "knn"]
+    if not knn:
         raise ValueError(f"{suite_dir}: no kNN records")
-    dataset = knn["dataset"]["name"]
-    size = knn["dataset"].get("options", {}).get("image_size")
+    dataset = knn[0]["dataset"]["name"]
+    size_of: dict[tuple[str, int], int | None] = {}
+    for r in knn:
+        bench = r.get("benchmark") or {}
+        key = (str(bench["variant"]), int(bench["seed"]))
+        size = real_image_size(r)
+        if key in size_of and size_of[key] != size:
+            raise ValueError(f"{r['_path']}: {key} has kNN records at {size_of[key]} and {size} px")
+        size_of[key] = size
     rcfg = replace(cfg, dataset=dataset)
     backbones = collect_backbones(suite_dir, evaluators=("knn",))
-    measures = measure_backbones(
-        [(b.name, b.artifact, b.sha256) for b in backbones],
-        out,
-        rcfg,
-        log=log,
-        dataset_options=DatasetOptions(image_size=size),
-        records_dir=out / "records" / dataset,
-    )
-    return {
-        "suite_dir": suite_dir,
-        "dataset": dataset,
-        "image_size": size,
-        "cfg": rcfg,
-        "backbones": backbones,
-        "measures": measures,
-    }
+    groups = []
+    for size in sorted({size_of[(b.variant, b.seed)] for b in backbones}, key=lambda s: (s is None, s or 0)):
+        members = [b for b in backbones if size_of[(b.variant, b.seed)] == size]
+        measures = measure_backbones(
+            [(b.name, b.artifact, b.sha256) for b in members],
+            out,
+            rcfg,
+            log=log,
+            dataset_options=DatasetOptions(image_size=size),
+            records_dir=out / "records" / dataset / (f"{size}px" if size is not None else "native"),
+        )
+        groups.append(
+            {
+                "suite_dir": suite_dir,
+                "dataset": dataset,
+                "image_size": size,
+                "cfg": rcfg,
+                "backbones": members,
+                "measures": measures,
+            }
+        )
+    return groups
 
 
 def main(argv: list[str]) -> int:

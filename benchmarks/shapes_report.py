@@ -151,12 +151,14 @@ def _seed0(d: _Data, variant: str) -> Any | None:
     return next((b for b in d.backbones if b.variant == variant and b.seed == 0), None)
 
 
-def _occlusion_figure(d: _Data, path: Path, cfg: Any, image_size: int | None = None) -> Path | None:
+def _occlusion_figure(
+    d: _Data, path: Path, cfg: Any, image_size: int | None = None, pictured: tuple[str, ...] = PICTURED
+) -> Path | None:
     from downstream.analysis.embed import to_unit_tensor
     from downstream.analysis.interpret import SHAPES_SETS, object_masks, shape_masks
     from zoo.datasets import DatasetOptions, load_dataset, shape_factors
 
-    rows = [(v, _seed0(d, v)) for v in PICTURED if _seed0(d, v) is not None]
+    rows = [(v, _seed0(d, v)) for v in pictured if _seed0(d, v) is not None]
     if not rows:
         return None
     opts = DatasetOptions(image_size=image_size)
@@ -190,8 +192,8 @@ def _occlusion_figure(d: _Data, path: Path, cfg: Any, image_size: int | None = N
     return _save(fig, path)
 
 
-def _class_tsne_figure(d: _Data, path: Path, title: str) -> Path | None:
-    rows = [(v, _seed0(d, v)) for v in PICTURED if _seed0(d, v) is not None]
+def _class_tsne_figure(d: _Data, path: Path, title: str, pictured: tuple[str, ...] = PICTURED) -> Path | None:
+    rows = [(v, _seed0(d, v)) for v in pictured if _seed0(d, v) is not None]
     if not rows:
         return None
     plt = _plt()
@@ -430,12 +432,15 @@ def _real_section(add: Callable[[str], None], real: dict[str, Any], out: Path) -
     from downstream.analysis.interpret import OBJECT_THRESHOLD
     from zoo.datasets import DatasetOptions, load_dataset
 
-    cfg, name = real["cfg"], real["dataset"]
+    cfg, name, size = real["cfg"], real["dataset"], real["image_size"]
     d = _Data(real["backbones"], real["measures"])
-    d.labels = load_dataset(name, "test", DatasetOptions(image_size=real["image_size"])).arrays()[1]
-    occ = _occlusion_figure(d, out / "figures" / f"{name}-occlusion.png", cfg, real["image_size"])
-    tsne = _class_tsne_figure(d, out / "figures" / f"{name}-tsne.png", f"t-SNE of {name} test features (seed 0)")
-    add(f"## Real images: {name}\n")
+    d.labels = load_dataset(name, "test", DatasetOptions(image_size=size)).arrays()[1]
+    tag = f"{name}-{size}px" if size is not None else name
+    pictured = tuple(d.variants)
+    occ = _occlusion_figure(d, out / "figures" / f"{tag}-occlusion.png", cfg, size, pictured)
+    title = f"t-SNE of {name} test features at {size} px (seed 0)"
+    tsne = _class_tsne_figure(d, out / "figures" / f"{tag}-tsne.png", title, pictured)
+    add(f"## Real images: {name}, {size} px\n")
     add(
         f"The same measures on the backbones of [`{real['suite_dir']}`](../../../{real['suite_dir']}/README.md)"
         f" ({real['image_size']} px). No factors are known here, so the object mask is the non-black pixels (mean"
@@ -471,9 +476,14 @@ def _real_section(add: Callable[[str], None], real: dict[str, Any], out: Path) -
             rows,
         )
     )
-    if "byol" in d.variants and "random-init" in d.variants:
-        cmp_occ, z = _compare(d, "byol", "random-init", "occ_in_mask")
-        chance = d.mean("byol", "occ_chance")
+    # this group's BYOL, random-init and supervised rows (at 48 px: byol-48px-9ep, random-init-48px, ...)
+    byols = [v for v in d.variants if v.startswith("byol")]
+    rand = next((v for v in d.variants if v.startswith("random-init")), None)
+    sup = next((v for v in d.variants if v.startswith("supervised")), None)
+    if byols and rand is not None:
+        byol = byols[-1]
+        cmp_occ, z = _compare(d, byol, rand, "occ_in_mask")
+        chance = d.mean(byol, "occ_chance")
         below = [v for v in d.variants if d.mean(v, "occ_in_mask") < chance]
         caveat = (
             f" {'Every backbone' if len(below) == len(d.variants) else ', '.join(below)} puts less of its"
@@ -489,9 +499,11 @@ def _real_section(add: Callable[[str], None], real: dict[str, Any], out: Path) -
             f"\n**Reading.** In-object share: {cmp_occ}:"
             f" {_direction(z, 'BYOL looks at the object more', 'BYOL looks at it less', 'no clear difference')}."
             + caveat
-            + f" The t-SNE map separates the classes for BYOL {d.ms('byol', 'tsne_knn_2d')} (5-NN),"
-            f" random-init {d.ms('random-init', 'tsne_knn_2d')}, supervised {d.ms('supervised', 'tsne_knn_2d')};"
-            f" BYOL's best stage is {max(cfg.layers, key=lambda layer: d.mean('byol', f'knn_{layer}'))}.\n"
+            + " The t-SNE map separates the classes (5-NN) for "
+            + ", ".join(f"`{v}` {d.ms(v, 'tsne_knn_2d')}" for v in [*byols, rand] + ([sup] if sup else []))
+            + "; BYOL's best stage: "
+            + ", ".join(f"`{v}` {max(cfg.layers, key=lambda layer: d.mean(v, f'knn_{layer}'))}" for v in byols)
+            + ".\n"
         )
     if occ:
         add(f"![occlusion on {name}](figures/{occ.name})\n")
@@ -508,7 +520,7 @@ def write_report(
     *,
     suite_dir: str | Path = "results/ablation-predictor-momentum",
     patch_checks: dict[str, dict[int, dict[str, float]]] | None = None,
-    real: dict[str, Any] | None = None,
+    real: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Write ``out_dir/README.md``, ``figures/*.png`` and ``summary.json``; return the README's path."""
     from zoo.io import atomic_write_json, atomic_write_text
@@ -563,7 +575,7 @@ def write_report(
     add("```bash")
     add(
         "byol-bench interpret --suite-dir results/ablation-predictor-momentum --out results/analysis/shapes \\\n"
-        + (f"    --real-suite {real['suite_dir']} \\\n" if real else "")
+        + (f"    --real-suite {real[0]['suite_dir']} \\\n" if real else "")
         + "".join(f"    --pretrain-run {k}={v['run_dir']} \\\n" for k, v in sorted(runs.items())).rstrip(" \\\n")
     )
     add("```\n")
@@ -1087,8 +1099,8 @@ def write_report(
     if figs["scatter"]:
         add("![measures against transfer](figures/transfer_scatter.png)\n")
 
-    if real:
-        _real_section(add, real, out)
+    for group in real or []:
+        _real_section(add, group, out)
 
     add("## What is not here\n")
     add(
