@@ -62,7 +62,8 @@ def main() -> None:
         dest = args.out / name
         dest.mkdir(parents=True, exist_ok=True)
         for f in ("config.yaml", "derived.json", "metrics.jsonl"):
-            if (run_dir / f).is_file():
+            # a run already published under OUT (NAME=OUT/NAME) is read in place: re-plotting adds runs to it
+            if (run_dir / f).is_file() and not (dest / f).resolve() == (run_dir / f).resolve():
                 shutil.copyfile(run_dir / f, dest / f)
     atomic_write_json(args.out / "curves.json", curves)
     for name, c in curves.items():

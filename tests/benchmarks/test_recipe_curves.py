@@ -55,3 +55,16 @@ def test_a_clock_restarted_by_a_resume_goes_on_from_the_last_epoch(tmp_path):
     rows = recipe_curves.curve(run)
     assert [r["train_s"] for r in rows] == [0.0, 150.0, 300.0, 390.0, 540.0]
     assert [bool(r.get("clock_restarted")) for r in rows] == [False, False, False, True, False]
+
+
+def test_published_runs_are_read_in_place_when_runs_are_added(tmp_path, monkeypatch):
+    """Adding a run to a published recipes folder passes the published ones as OUT/NAME: no copy onto itself."""
+    out = tmp_path / "recipes"
+    _run(out / "A", [0.5, 0.6])
+    _run(tmp_path / "new", [0.5, 0.7])
+    monkeypatch.setattr(sys, "argv", ["x", "--out", str(out), f"A={out / 'A'}", f"N={tmp_path / 'new'}"])
+    recipe_curves.main()
+    curves = json.loads((out / "curves.json").read_text())
+    assert [e["knn_val_top1"] for e in curves["A"]["epochs"]] == [0.5, 0.6]
+    assert [e["knn_val_top1"] for e in curves["N"]["epochs"]] == [0.5, 0.7]
+    assert (out / "A" / "metrics.jsonl").read_text().count("knn_val_top1") == 2
