@@ -114,3 +114,13 @@ def test_background_swap_needs_digits_m():
         load_pretrain_config(None, ["augment.view2.background_swap_p=1.0", "data.dataset=digits"])
     with pytest.raises(ConfigError, match="background_swap_p"):
         load_pretrain_config(None, ["augment.view1.background_swap_p=1.5"])
+
+
+def test_a_bare_off_in_yaml_is_the_off_choice_not_a_bool(tmp_path):
+    """YAML 1.1 reads `off` as False: `run.amp: off` (file or override) must select "off", not be refused."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("_base_: " + str(CONFIGS / "byol.yaml") + "\nrun: {amp: off}\n")
+    assert load_pretrain_config(cfg).run.amp == "off"
+    assert load_pretrain_config(CONFIGS / "byol.yaml", ["run.amp=off"]).run.amp == "off"
+    with pytest.raises(ConfigError, match="run.amp"):  # a bool with no matching choice is still an error
+        load_pretrain_config(CONFIGS / "byol.yaml", ["run.amp=true"])

@@ -108,6 +108,25 @@ def test_stop_and_resume_equals_one_go(tmp_path):
         train(tiny_config("run.epochs=4", "run.stop_after_epochs=3", "optim.base_lr=0.3"), part)
 
 
+def test_bf16_on_cpu_is_applied_and_resumes_exactly(tmp_path):
+    """run.amp=bf16 on a CPU (the Fashion-MNIST recipe L) changes the arithmetic, and stop/resume stays exact."""
+    # 32 px: at the tiny configs' 16 px (1 x 1 maps from layer3 on) bf16 + channels_last on this CPU gave non-finite
+    # weights after 1-4 steps (the trainer stops, naming the step); contiguous tensors or 32 px did not
+    args = ("run.epochs=2", "run.knn_every=0", "run.amp=bf16", "data.image_size=32")
+    full = train(tiny_config(*args), tmp_path / "bf16")
+    fp32 = train(tiny_config(*args[:2], "run.amp=off", args[3]), tmp_path / "fp32")
+    loss = {run: [r["loss"] for r in read_metrics(run) if r["kind"] == "step"] for run in (full, fp32)}
+    assert loss[full] != loss[fp32]  # autocast ran: the same seed in float32 gives other losses
+    part = tmp_path / "part"
+    train(tiny_config(*args, "run.stop_after_epochs=1"), part)
+    train(tiny_config(*args), part)
+    a, b = _weights(full), _weights(part)
+    for mod, state in a["online"].items():
+        for k, v in state.items():
+            assert torch.equal(v, b["online"][mod][k]), f"online.{mod}.{k}"
+    assert [r["loss"] for r in read_metrics(part) if r["kind"] == "step"] == loss[full]
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     import pretrain.train as T
 
