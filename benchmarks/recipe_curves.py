@@ -63,7 +63,7 @@ def main() -> None:
         dest.mkdir(parents=True, exist_ok=True)
         for f in ("config.yaml", "derived.json", "metrics.jsonl"):
             # a run already published under OUT (NAME=OUT/NAME) is read in place: re-plotting adds runs to it
-            if (run_dir / f).is_file() and not (dest / f).resolve() == (run_dir / f).resolve():
+            if (run_dir / f).is_file() and (dest / f).resolve() != (run_dir / f).resolve():
                 shutil.copyfile(run_dir / f, dest / f)
     atomic_write_json(args.out / "curves.json", curves)
     for name, c in curves.items():

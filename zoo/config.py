@@ -115,9 +115,9 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
                 errors.append(str(exc))
         raise ConfigError(f"{source}: key '{key}' = {value!r} matches none of {tp}")
     if origin is typing.Literal:
-        if isinstance(value, bool) and ("off" if value is False else "on") in args:
-            # YAML 1.1 reads a bare `off` / `on` as a bool: `run.amp: off` must mean the "off" choice
-            return "off" if value is False else "on"
+        # YAML 1.1 reads a bare `off` / `on` as a bool: `run.amp: off` must mean the "off" choice
+        if isinstance(value, bool) and (word := "on" if value else "off") in args:
+            return word
         if value not in args:
             raise ConfigError(f"{source}: key '{key}' = {value!r} must be one of {list(args)}")
         return value

@@ -90,7 +90,8 @@ def main() -> None:
             print(f"repeat {r}  {name}  median {med:.4f} s/step  {1000 * med / args.batch:.3f} ms/image", flush=True)
     fp32, bf16 = side("float32", per["fp32"]), side("bfloat16 autocast", per["bf16"])
     ratio = fp32["median"] / bf16["median"]
-    print(f"float32 / bf16 = {ratio:.2f}x per step (medians of {args.repeats}); CPU flags: {' '.join(cpu_flags())}")
+    flags = cpu_flags()
+    print(f"float32 / bf16 = {ratio:.2f}x per step (medians of {args.repeats}); CPU flags: {' '.join(flags)}")
     if args.no_record:
         return
     name = args.name or f"cpu_bf16-{args.config.stem}-b{args.batch}-{args.threads}t"
@@ -107,7 +108,7 @@ def main() -> None:
         threads=args.threads,
         device="cpu",
         load_before=load_before,
-        details={"cpu_flags": cpu_flags(), "batch": args.batch, "steps": args.steps, "warmup": args.warmup},
+        details={"cpu_flags": flags, "batch": args.batch, "steps": args.steps, "warmup": args.warmup},
     )
     print(f"record: {write_perf_record(record, args.results_dir)}")
 
