@@ -59,3 +59,24 @@ def test_a_backbone_with_two_sizes_is_an_error_naming_it(tmp_path):
     _knn_record(suite / "records", "byol", 0, 48)  # a second record: the same backbone at another size
     with pytest.raises(ValueError, match=r"\('byol', 0\) has kNN records at (32|48) and (48|32) px"):
         si._real_suite(str(suite), tmp_path / "out", InterpretConfig(), print)
+
+
+def test_a_torn_record_is_an_error_naming_it_not_a_missing_backbone(tmp_path):
+    # the old code skipped unparsable JSON: the report lost ('byol', 1) and the command exited 0
+    suite = _suite(tmp_path, [("byol", 0, 32), ("byol", 1, 32)])
+    torn = suite / "records" / "byol-1.json"
+    torn.write_text(torn.read_text()[:40])
+    with pytest.raises(ValueError, match=r"byol-1\.json: not valid JSON"):
+        si.collect_backbones(suite)
+
+
+def test_a_record_changed_after_it_was_sealed_is_refused(tmp_path):
+    from zoo.records import write_record
+
+    suite = _suite(tmp_path, [("byol", 0, 32)])
+    path = suite / "records" / "byol-0.json"
+    write_record(path, json.loads(path.read_text()))
+    path.write_text(path.read_text().replace("0.8", "0.9"))
+    with pytest.raises(ValueError, match=r"byol-0\.json: does not match its record_sha256"):
+        si.collect_backbones(suite)
+    assert [b.metrics["knn.top1_k20"] for b in si.collect_backbones(_suite(tmp_path / "b", [("byol", 0, 32)]))] == [0.8]
