@@ -75,7 +75,7 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     for i, (name, c) in enumerate(curves.items()):
         e = c["epochs"]
         style = {"marker": "os^"[i // 20 % 3], "color": plt.get_cmap("tab20")(i % 20), "label": name}  # distinct
@@ -84,7 +84,7 @@ def main() -> None:
     axes[0].set_xlabel("training step")
     axes[1].set_xlabel("training seconds (wall, this process; a shared 2-core machine)")
     axes[0].set_ylabel("val kNN top-1 (k 20)")
-    axes[0].legend(fontsize=8)
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))  # beside
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.suptitle("val kNN of each recipe")
