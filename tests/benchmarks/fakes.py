@@ -4,7 +4,7 @@ A fake artifact job writes ``artifact/meta.json`` with the ``quality`` from its 
 job returns a record whose metric is that quality plus a seed-dependent offset. Every call appends
 ``start <id>`` / ``end <id>`` to ``$BENCH_FAKE_LOG`` so tests can count what ran. ``fail=true`` in a config
 raises, ``sleep=<s>`` waits (to be killed in the middle), ``die=true`` kills its own process (SIGKILL, as the
-OOM killer would).
+OOM killer would). ``threads=true`` records the worker's torch intra-op threads in the meta.
 """
 
 from __future__ import annotations
@@ -39,7 +39,12 @@ def fake_artifact(job: Job, run_dir: Path) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if cfg.get("fail"):
         raise RuntimeError(f"boom in {job.variant}")
-    atomic_write_json(run_dir / "artifact" / "meta.json", {"quality": cfg.get("quality", 0.0), "seed": job.seed})
+    meta = {"quality": cfg.get("quality", 0.0), "seed": job.seed}
+    if cfg.get("threads"):
+        import torch
+
+        meta["threads"] = torch.get_num_threads()
+    atomic_write_json(run_dir / "artifact" / "meta.json", meta)
     _log("end", job)
 
 
