@@ -175,7 +175,6 @@ from benchmarks.runner.executors import LocalExecutor, run_plan
 from benchmarks.runner.plan import make_plan
 from benchmarks.runner.store import Store
 from benchmarks.runner.suite import load_suite
-from zoo.io import read_json
 plan = make_plan(load_suite({suite!r}, {extra!r}), fakes.FAKE_RESOLVERS)
 run_plan(plan, Store({res!r}), LocalExecutor({workers}), fakes.FAKE_FNS, log=lambda s: None)
 """
